@@ -1,0 +1,317 @@
+"""Keys and values as 64-bit words: dtype validation and the encoding both layers share.
+
+Every cell and every slot stores its key and value as whole little-endian 64-bit words,
+so that the seqlock can copy them with word-sized atomic loads (HAZARDS 4) whatever the
+dtype. The *canonical word form* of an item of dtype ``dt``:
+
+    the item's native-byte-order bytes, zero-padded to ``nwords(dt) * 8`` bytes,
+    read as ``nwords(dt)`` little-endian uint64 words.
+
+So a uint8 42 is the word ``42``; an int32 -1 is ``0x00000000_FFFFFFFF`` (zero-extended,
+not sign-extended); a float64 is its IEEE bits; a record is its bytes. Keys are
+canonicalised first: float ``-0.0`` becomes ``+0.0`` (they compare equal, so they must be
+one key) and NaN is rejected (it equals nothing, so a NaN key could never be found again).
+Complex keys canonicalise each part. No word value is reserved: slot state lives in the
+slot's sequence word, never in the key.
+
+Python side: :class:`Codec` validates input and converts scalars and arrays.
+njit side: :func:`scalar_word` / :func:`word_scalar` convert numeric scalars inside
+kernels (records and complex numbers are handled from Python and in batch kernels only).
+"""
+import numba
+import numpy as np
+from numba import types
+from numba.core.errors import TypingError
+from numba.extending import overload
+
+from ._unsafe import bits_f32, bits_f64, f32_bits, f64_bits
+
+MAX_WORDS = 64  # 512-byte items: beyond that a seqlocked copy is the wrong tool
+
+
+def validate_dtype(dt, what="dtype"):
+    """The dtype as a native-byte-order numpy dtype, or ``TypeError`` naming the problem."""
+    try:
+        dt = np.dtype(dt)
+    except TypeError as exc:
+        raise TypeError(f"{what}: {dt!r} is not a numpy dtype ({exc})") from None
+    if dt.hasobject:
+        raise TypeError(f"{what}: object dtypes are not supported (items must be fixed-size, like Rust's Copy)")
+    if dt.itemsize == 0:
+        raise TypeError(f"{what}: {dt} has no fixed size (give strings a length, e.g. 'S16')")
+    if dt.kind in "mM" and dt.itemsize:
+        pass  # datetime64/timedelta64: 8 fixed bytes, compared by value bits
+    if (dt.itemsize + 7) // 8 > MAX_WORDS:
+        raise TypeError(f"{what}: {dt} is {dt.itemsize} bytes; at most {MAX_WORDS * 8} are supported")
+    if dt.fields is None and dt.subdtype is None and dt.byteorder not in ("=", "|"):
+        dt = dt.newbyteorder("=")
+    return dt
+
+
+def nwords(dt):
+    """Number of 64-bit words an item of `dt` occupies."""
+    return (np.dtype(dt).itemsize + 7) // 8
+
+
+def is_scalar_kind(dt):
+    """True for bool/int/uint/float dtypes: the ones njit code can pass as plain scalars."""
+    dt = np.dtype(dt)
+    return dt.fields is None and dt.subdtype is None and dt.kind in "biuf"
+
+
+class Codec:
+    """Validation and conversion of items of one dtype to and from canonical words."""
+
+    __slots__ = ("dtype", "nwords", "kind", "is_key", "lo", "hi", "mask", "scalar")
+
+    def __init__(self, dt, *, is_key, what):
+        self.dtype = validate_dtype(dt, what)
+        self.nwords = nwords(self.dtype)
+        self.kind = self.dtype.kind if self.dtype.fields is None and self.dtype.subdtype is None else "V"
+        self.is_key = is_key
+        self.scalar = is_scalar_kind(self.dtype)
+        self.lo = self.hi = None
+        if self.kind in "iu":
+            info = np.iinfo(self.dtype)
+            self.lo, self.hi = int(info.min), int(info.max)
+        self.mask = (1 << (8 * self.dtype.itemsize)) - 1 if self.dtype.itemsize <= 8 else None
+
+    # ---------------------------------------------------------------- one item
+    def check_int(self, x):
+        """Range check of a Python int for an integer dtype (no silent wrap-around)."""
+        if x < self.lo or x > self.hi:
+            raise OverflowError(f"{x} does not fit in {self.dtype} (range {self.lo} .. {self.hi})")
+
+    def to_item(self, x):
+        """`x` as a 0-d array of the dtype, or TypeError/OverflowError/ValueError."""
+        dt = self.dtype
+        if self.kind in "iu":
+            if isinstance(x, (bool, np.bool_)):
+                x = int(x)
+            if isinstance(x, (int, np.integer)):
+                x = int(x)
+                self.check_int(x)
+                return np.array(x, dtype=dt)
+            if isinstance(x, (float, np.floating)) and float(x).is_integer():
+                return self.to_item(int(x))
+            raise TypeError(f"expected an integer for {dt}, got {type(x).__name__} {x!r}")
+        if self.kind == "b":
+            if isinstance(x, (bool, np.bool_)) or (isinstance(x, (int, np.integer)) and x in (0, 1)):
+                return np.array(bool(x), dtype=dt)
+            raise TypeError(f"expected a bool for {dt}, got {type(x).__name__} {x!r}")
+        if self.kind == "f":
+            if isinstance(x, (bool, np.bool_)) or not isinstance(x, (int, float, np.integer, np.floating)):
+                raise TypeError(f"expected a real number for {dt}, got {type(x).__name__} {x!r}")
+            with np.errstate(over="raise"):
+                try:
+                    a = np.array(x, dtype=dt)
+                except FloatingPointError:
+                    raise OverflowError(f"{x!r} overflows {dt}") from None
+            if np.isinf(a) and not np.isinf(x):
+                raise OverflowError(f"{x!r} overflows {dt}")
+            return self._canon(a)
+        if self.kind == "c":
+            if not isinstance(x, (int, float, complex, np.number)) or isinstance(x, (bool, np.bool_)):
+                raise TypeError(f"expected a number for {dt}, got {type(x).__name__} {x!r}")
+            return self._canon(np.array(x, dtype=dt))
+        # sub-arrays: an array-like of the item's shape, converted losslessly
+        if dt.subdtype is not None:
+            src = np.asarray(x)
+            if src.dtype == object or (src.dtype.kind in "fc" and dt.base.kind in "biu"):
+                raise TypeError(f"cannot store {x!r} as {dt}")
+            if src.shape != dt.shape:
+                raise TypeError(f"expected an item of shape {dt.shape} for {dt}, got shape {src.shape}")
+            with np.errstate(all="ignore"):
+                conv = src.astype(dt.base)
+                if not np.array_equal(conv.astype(src.dtype), src):
+                    raise OverflowError(f"{x!r} does not fit in {dt}")
+            out = np.empty((), dtype=dt)
+            out[()] = conv
+            return self._canon(out)
+        # records, bytes, datetimes: let numpy convert, but only losslessly
+        try:
+            if isinstance(x, (np.ndarray, np.void)):
+                src = np.asarray(x)
+                if src.dtype != dt and not np.can_cast(src.dtype, dt, "same_kind"):
+                    raise TypeError(f"cannot store an item of {src.dtype} as {dt}")
+                a = np.array(src, dtype=dt)
+            else:
+                a = np.array(x, dtype=dt)
+        except (ValueError, TypeError) as exc:
+            raise TypeError(f"cannot convert {x!r} to {dt}: {exc}") from None
+        if a.shape != ():
+            raise TypeError(f"expected one item of {dt}, got an array of shape {a.shape}")
+        return self._canon(a)
+
+    def _canon(self, a):
+        if self.is_key and self.kind in "fc":
+            if np.isnan(a).any():
+                raise ValueError("NaN cannot be a key: it compares unequal to itself, so it could never be found")
+            a = a + np.zeros((), a.dtype)  # -0.0 + 0.0 == +0.0: one key for both zeros
+        return a
+
+    def words(self, x):
+        """Canonical words of one item, as a uint64 array of length ``nwords``."""
+        a = self.to_item(x)
+        return self.item_words(a)
+
+    def item_words(self, a):
+        buf = np.zeros(self.nwords * 8, np.uint8)
+        buf[: self.dtype.itemsize] = np.frombuffer(np.ascontiguousarray(a).tobytes(), np.uint8)
+        return buf.view("<u8").astype(np.uint64)
+
+    def from_words(self, w):
+        """The item whose canonical words are `w` (numpy scalar, or a 0-d record/array copy)."""
+        b = np.ascontiguousarray(w, dtype="<u8").tobytes()[: self.dtype.itemsize]
+        a = np.frombuffer(b, dtype=self.dtype)
+        if self.dtype.subdtype is not None:
+            return a[0].copy()
+        return a[0].copy() if self.kind == "V" else a[0]
+
+    # ---------------------------------------------------------------- arrays
+    def to_array(self, xs, what):
+        """A contiguous 1-d array of the dtype from user input, checked (no silent wrap)."""
+        dt = self.dtype
+        if isinstance(xs, np.ndarray):
+            a = xs
+        else:
+            try:
+                a = np.asarray(xs)
+            except Exception as exc:
+                raise TypeError(f"{what}: cannot make an array of {dt} from {type(xs).__name__}: {exc}") from None
+            if a.dtype == object:
+                raise TypeError(f"{what}: items of mixed or non-numeric type; expected {dt}")
+        item_ndim = len(dt.shape) if dt.subdtype is not None else 0
+        if dt.subdtype is not None:
+            if a.dtype != dt.base or a.shape[1:] != dt.shape:
+                if a.dtype == dt:  # already an array of the sub-array dtype (numpy expands it)
+                    pass
+                else:
+                    if a.ndim != 1 + item_ndim or a.shape[1:] != dt.shape:
+                        raise ValueError(f"{what}: expected shape (n, {', '.join(map(str, dt.shape))}) for {dt}, got {a.shape}")
+                    if a.dtype == object or (a.dtype.kind in "fc" and dt.base.kind in "biu"):
+                        raise TypeError(f"{what}: cannot use {a.dtype} as {dt.base}")
+                    with np.errstate(all="ignore"):
+                        conv = a.astype(dt.base)
+                        if not np.array_equal(conv.astype(a.dtype), a):
+                            raise OverflowError(f"{what}: values do not fit in {dt.base}")
+                    a = conv
+            out = np.ascontiguousarray(a, dtype=dt.base).reshape(-1, *dt.shape)
+            return out  # numpy has no arrays *of* sub-array items: shape (n, *item_shape)
+        if a.ndim != 1:
+            raise ValueError(f"{what}: expected a 1-d array, got shape {a.shape}")
+        if a.dtype == dt:
+            out = np.ascontiguousarray(a)
+        elif self.kind in "iu":
+            if a.dtype.kind == "b" or a.dtype.kind not in "iu":
+                raise TypeError(f"{what}: expected integers for {dt}, got {a.dtype}")
+            if a.size:
+                lo, hi = a.min(), a.max()
+                if int(lo) < self.lo or int(hi) > self.hi:
+                    bad = int(lo) if int(lo) < self.lo else int(hi)
+                    raise OverflowError(f"{what}: {bad} does not fit in {dt}")
+            out = a.astype(dt)
+        elif self.kind == "f":
+            if a.dtype.kind not in "iuf":
+                raise TypeError(f"{what}: expected real numbers for {dt}, got {a.dtype}")
+            with np.errstate(over="ignore"):
+                out = a.astype(dt)
+            if np.isinf(out).sum() != (np.isinf(a).sum() if a.dtype.kind == "f" else 0):
+                raise OverflowError(f"{what}: values overflow {dt}")
+        elif self.kind == "b":
+            if a.dtype.kind != "b":
+                raise TypeError(f"{what}: expected bools for {dt}, got {a.dtype}")
+            out = a.astype(dt)
+        elif self.kind == "c":
+            if a.dtype.kind not in "iufc":
+                raise TypeError(f"{what}: expected numbers for {dt}, got {a.dtype}")
+            out = a.astype(dt)
+        else:
+            if not np.can_cast(a.dtype, dt, "equiv") and a.dtype != dt:
+                raise TypeError(f"{what}: expected items of {dt}, got {a.dtype}")
+            out = np.ascontiguousarray(a, dtype=dt)
+        if self.is_key and self.kind in "fc":
+            if np.isnan(out).any():
+                raise ValueError(f"{what}: NaN cannot be a key")
+            out = out + np.zeros((), out.dtype)  # canonical +0.0
+        return out
+
+    def array_words(self, a):
+        """Canonical words of a 1-d array of the dtype: uint64 array of shape (n, nwords)."""
+        n = a.shape[0]
+        isz = self.dtype.itemsize
+        if isz == self.nwords * 8:
+            return np.ascontiguousarray(a).view(np.uint8).reshape(n, isz).view("<u8").astype(np.uint64, copy=False).reshape(n, self.nwords)
+        buf = np.zeros((n, self.nwords * 8), np.uint8)
+        buf[:, :isz] = np.ascontiguousarray(a).view(np.uint8).reshape(n, isz)
+        return buf.view("<u8").astype(np.uint64, copy=False).reshape(n, self.nwords)
+
+    def words_array(self, w):
+        """Inverse of :meth:`array_words`: an (n, nwords) uint64 array back to items."""
+        w = np.ascontiguousarray(w, dtype="<u8")
+        n = w.shape[0]
+        b = w.view(np.uint8).reshape(n, self.nwords * 8)[:, : self.dtype.itemsize]
+        if self.dtype.subdtype is not None:
+            return np.ascontiguousarray(b).view(self.dtype.base).reshape(n, *self.dtype.shape)
+        return np.ascontiguousarray(b).view(self.dtype).reshape(n)
+
+
+# --------------------------------------------------------------------------- njit side
+
+
+def scalar_word(x):
+    """njit: canonical word of a bool/int/float scalar (``-0.0`` folded into ``+0.0``)."""
+    raise NotImplementedError("only callable from njit code")
+
+
+@overload(scalar_word, inline="always")
+def _ov_scalar_word(x):
+    if isinstance(x, types.Boolean):
+        return lambda x: numba.uint64(1) if x else numba.uint64(0)
+    if isinstance(x, types.Integer):
+        bits = x.bitwidth
+        if bits == 64:
+            return lambda x: numba.uint64(x)
+        mask = (1 << bits) - 1
+        return lambda x: numba.uint64(x) & numba.uint64(mask)
+    if x == types.float64:
+        return lambda x: f64_bits(x + 0.0)
+    if x == types.float32:
+        return lambda x: numba.uint64(f32_bits(x + numba.float32(0.0)))
+    raise TypingError(f"scalar_word: {x} is not a bool, integer or real scalar")
+
+
+def word_scalar(w, ty):
+    """njit: the scalar of numba type `ty` (e.g. ``numba.uint8``) whose canonical word is `w`."""
+    raise NotImplementedError("only callable from njit code")
+
+
+@overload(word_scalar, inline="always")
+def _ov_word_scalar(w, ty):
+    target = ty.instance_type if isinstance(ty, (types.NumberClass, types.DType)) else getattr(ty, "dtype", ty)
+    if isinstance(ty, types.DType):
+        target = ty.dtype
+    if isinstance(target, types.Boolean):
+        return lambda w, ty: w != 0
+    if isinstance(target, types.Integer):
+        return lambda w, ty: target(w)
+    if target == types.float64:
+        return lambda w, ty: bits_f64(numba.uint64(w))
+    if target == types.float32:
+        return lambda w, ty: bits_f32(numba.uint32(w))
+    raise TypingError(f"word_scalar: {ty} is not a bool, integer or real scalar type")
+
+
+def is_nan_word(w, ty):
+    """njit: True if `w` is the canonical word of a NaN of float type `ty`."""
+    raise NotImplementedError("only callable from njit code")
+
+
+@overload(is_nan_word, inline="always")
+def _ov_is_nan_word(w, ty):
+    target = ty.instance_type if isinstance(ty, types.NumberClass) else getattr(ty, "dtype", ty)
+    if target == types.float64:
+        return lambda w, ty: (w & numba.uint64(0x7FFFFFFFFFFFFFFF)) > numba.uint64(0x7FF0000000000000)
+    if target == types.float32:
+        return lambda w, ty: (w & numba.uint64(0x7FFFFFFF)) > numba.uint64(0x7F800000)
+    return lambda w, ty: False
