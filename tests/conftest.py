@@ -1,0 +1,44 @@
+"""Shared test helpers: a bounded thread runner with a start barrier."""
+import os
+import threading
+
+import pytest
+
+#: one knob to scale stress sizes down on slow machines (STYLE: crossbeam's stress tests)
+SCALE = float(os.environ.get("SEQMAP_NB_TEST_SCALE", "1"))
+
+
+def scaled(n, minimum=1):
+    return max(minimum, int(n * SCALE))
+
+
+def run_threads(targets, timeout=120.0):
+    """Run each callable in its own thread, all released by one barrier.
+
+    Returns the list of results. Fails the test (instead of hanging the suite) if any
+    thread is still running after `timeout` seconds, and re-raises the first exception a
+    thread raised.
+    """
+    n = len(targets)
+    barrier = threading.Barrier(n)
+    results = [None] * n
+    errors = []
+
+    def wrap(i, fn):
+        try:
+            barrier.wait()
+            results[i] = fn()
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=wrap, args=(i, fn), daemon=True) for i, fn in enumerate(targets)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout)
+    alive = sum(t.is_alive() for t in threads)
+    if alive:
+        pytest.fail(f"{alive} of {n} threads still running after {timeout}s: deadlock or livelock")
+    if errors:
+        raise errors[0]
+    return results
