@@ -48,7 +48,8 @@ def _row(**kw):
 
 def thread_frame(maps=tuple(BASE), workloads=tuple(MIXES), threads=(1, 2, 4, 8, 256), repeats=3,
                  **extra):
-    """Every map x workload x threads x repeat; mops = BASE * (1, 1.1, 0.9 by repeat)."""
+    """Every map x workload x threads x repeat; mops = BASE * (1, 1.1, 0.7 by repeat):
+    the median (1.0) differs from the mean (0.933), so a chart drawing means fails."""
     rows = []
     for w in workloads:
         for m in maps:
@@ -56,7 +57,7 @@ def thread_frame(maps=tuple(BASE), workloads=tuple(MIXES), threads=(1, 2, 4, 8, 
                 if m in SINGLE and t > 1:
                     continue
                 for r in range(repeats):
-                    mops = BASE[m] * min(t, 2) * (1.0, 1.1, 0.9)[r % 3]
+                    mops = BASE[m] * min(t, 2) * (1.0, 1.1, 0.7)[r % 3]
                     secs = 100_000 / (mops * 1e6)
                     rows.append(_row(map=m, workload=w, mix=json.dumps(MIXES[w]), threads=t,
                                      repeat=r, mops=mops, seconds=secs,
@@ -144,7 +145,7 @@ def test_throughput_vs_threads_panels_lines_and_bands():
         assert names == sorted(BASE)  # one line per map
         seq = series(ax, "seqmap")[0]
         assert list(seq.get_xdata()) == [1, 2, 4, 8, 256]
-        # the marker is the median of the three repetitions (1.0, 1.1, 0.9 x base)
+        # the marker is the median of the three repetitions (1.0, 1.1, 0.7 x base)
         assert np.allclose(seq.get_ydata(), [60, 120, 120, 120, 120])
         bands = [c for c in ax.collections if (c.get_gid() or "").startswith("band:")]
         assert len(bands) == len(BASE)  # every map has >1 repetition -> a spread band
@@ -161,7 +162,7 @@ def test_band_spans_min_to_max_of_repetitions():
     ax = panels(P.throughput_vs_threads(df))[0]
     band = [c for c in ax.collections if c.get_gid() == "band:seqmap"][0]
     ys = band.get_paths()[0].vertices[:, 1]
-    assert np.isclose(ys.min(), 54.0) and np.isclose(ys.max(), 66.0)
+    assert np.isclose(ys.min(), 42.0) and np.isclose(ys.max(), 66.0)
 
 
 def test_single_repetition_draws_no_band():
@@ -367,8 +368,8 @@ def test_ratio_table_is_ratio_of_medians():
     t = P.ratio_table(df)
     assert list(t.index.names) == ["workload", "threads"]
     assert list(t.columns) == ["seqmap", "global_lock"]
-    seq = BASE["seqmap"] * 1.0  # median of (1.0, 1.1, 90) x base = 1.1 x base
-    assert np.allclose(t["seqmap"], (seq * 1.1) / (BASE["dashmap"] * 1.0))
+    # seqmap: median of (1.0, 1.1, 70) x base = 1.1 x base; dashmap: median 1.0 x base
+    assert np.allclose(t["seqmap"], BASE["seqmap"] * 1.1 / BASE["dashmap"])
     assert np.allclose(t["global_lock"], BASE["global_lock"] / BASE["dashmap"])
     with pytest.raises(ValueError, match="baseline map 'nope'"):
         P.ratio_table(df, baseline="nope")
