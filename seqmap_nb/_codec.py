@@ -15,8 +15,8 @@ Complex keys canonicalise each part. No word value is reserved: slot state lives
 slot's sequence word, never in the key.
 
 Python side: :class:`Codec` validates input and converts scalars and arrays.
-njit side: :func:`scalar_word` / :func:`word_scalar` convert numeric scalars inside
-kernels (records and complex numbers are handled from Python and in batch kernels only).
+njit side: :func:`scalar_word` (keys, canonical) / :func:`value_word` (values, exact
+bits) / :func:`word_scalar` convert numeric scalars inside kernels (records and complex numbers are handled from Python and in batch kernels only).
 """
 import numba
 import numpy as np
@@ -279,6 +279,26 @@ def _ov_scalar_word(x):
     if x == types.float32:
         return lambda x: numba.uint64(f32_bits(x + numba.float32(0.0)))
     raise TypingError(f"scalar_word: {x} is not a bool, integer or real scalar")
+
+
+def value_word(x):
+    """njit: the word of a bool/int/float *value*: exact bits (``-0.0`` stays ``-0.0``).
+
+    :func:`scalar_word` canonicalises for keys (one key for both zeros); a stored value
+    must come back bit for bit, so values use this one.
+    """
+    raise NotImplementedError("only callable from njit code")
+
+
+@overload(value_word, inline="always")
+def _ov_value_word(x):
+    if x == types.float64:
+        return lambda x: f64_bits(x)
+    if x == types.float32:
+        return lambda x: numba.uint64(f32_bits(x))
+    if isinstance(x, (types.Boolean, types.Integer)):
+        return lambda x: scalar_word(x)  # integers have one zero: same word
+    raise TypingError(f"value_word: {x} is not a bool, integer or real scalar")
 
 
 def word_scalar(w, ty):

@@ -142,7 +142,7 @@ from numba.extending import (
     unbox,
 )
 
-from ._codec import Codec, scalar_word, word_scalar
+from ._codec import Codec, value_word, word_scalar
 from ._seqlock import (
     EMPTY,
     FULL,
@@ -407,7 +407,7 @@ def _k_get1(hdr, i, tok):
 @numba.njit(**JIT)
 def _k_set1(hdr, i, v, tok):
     """set of a one-word scalar cell (the caller checked that `v` fits the dtype)."""
-    st, waits = _write1(hdr, i, scalar_word(_cast_to(v, tok)))
+    st, waits = _write1(hdr, i, value_word(_cast_to(v, tok)))
     if waits:
         _count(hdr, H_WRITE_WAITS, waits)
     if st == ST_INDEX:
@@ -717,8 +717,8 @@ class SeqArray:
         ``IndexError`` outside the capacity; :class:`UninitializedError` if the cell was
         never set, unless `default` is given (then `default` is returned).
         """
-        if type(i) is not int or i < 0:
-            i = self._index(i)
+        if type(i) is not int or not 0 <= i < MAX_CAPACITY:
+            i = self._index(i)  # raises: the kernels only see 0 <= i < 2**40
         try:
             if self._tok is not None:
                 return self._type(_k_get1(self._hdr, i, self._tok))
@@ -731,8 +731,6 @@ class SeqArray:
             return default
         except IndexError:
             raise IndexError(f"SeqArray index {i} out of range (capacity {self.capacity})") from None
-        except OverflowError:  # an index beyond int64
-            raise IndexError(f"SeqArray index {i} out of range (capacity {self.capacity})") from None
 
     def set(self, i, v):
         """Store `v` in cell `i`.
@@ -741,8 +739,8 @@ class SeqArray:
         e.g. a float for an integer dtype), ``OverflowError`` (out of range),
         ``IndexError`` (outside the capacity). A rejected call changes nothing.
         """
-        if type(i) is not int or i < 0:
-            i = self._index(i)
+        if type(i) is not int or not 0 <= i < MAX_CAPACITY:
+            i = self._index(i)  # raises: the kernels only see 0 <= i < 2**40
         try:
             if self._tok is not None:
                 t = type(v)
@@ -964,7 +962,7 @@ def _ov_set(arr, i, v):
     if check is not None:
         def impl(arr, i, v):
             check(v)
-            st, waits = _write1(arr.hdr, i, scalar_word(dt(v)))
+            st, waits = _write1(arr.hdr, i, value_word(dt(v)))
             if waits:
                 _count(arr.hdr, H_WRITE_WAITS, waits)
             if st == ST_INDEX:
@@ -974,14 +972,14 @@ def _ov_set(arr, i, v):
             x = dt(v)
             if np.isinf(x) and not np.isinf(v):
                 raise OverflowError("SeqArray.set: value overflows float32", v)
-            st, waits = _write1(arr.hdr, i, scalar_word(x))
+            st, waits = _write1(arr.hdr, i, value_word(x))
             if waits:
                 _count(arr.hdr, H_WRITE_WAITS, waits)
             if st == ST_INDEX:
                 raise IndexError("SeqArray.set: index out of range", i)
     else:
         def impl(arr, i, v):
-            st, waits = _write1(arr.hdr, i, scalar_word(dt(v)))
+            st, waits = _write1(arr.hdr, i, value_word(dt(v)))
             if waits:
                 _count(arr.hdr, H_WRITE_WAITS, waits)
             if st == ST_INDEX:
