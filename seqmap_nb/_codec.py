@@ -308,9 +308,12 @@ def word_scalar(w, ty):
 
 @overload(word_scalar, inline="always")
 def _ov_word_scalar(w, ty):
-    target = ty.instance_type if isinstance(ty, (types.NumberClass, types.DType)) else getattr(ty, "dtype", ty)
-    if isinstance(ty, types.DType):
+    if isinstance(ty, types.DType):  # e.g. ``arr.dtype`` inside a kernel
         target = ty.dtype
+    elif isinstance(ty, types.NumberClass):  # e.g. ``numba.uint8``
+        target = ty.instance_type
+    else:
+        target = getattr(ty, "dtype", ty)
     if isinstance(target, types.Boolean):
         return lambda w, ty: w != 0
     if isinstance(target, types.Integer):
