@@ -140,6 +140,9 @@ def rendezvous(s, mine, other, as_writer, timeout_ns):
     while monotonic_ns() < deadline:
         if atomic_load(s, other, "acquire") == 1:
             met = True
+            atomic_store(s, STOP, 1, "release")  # lets the other stop waiting
+            break
+        if atomic_load(s, STOP, "acquire") == 1:
             break
         step = backoff(step)
     atomic_store(s, mine, 0, "release")
