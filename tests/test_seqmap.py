@@ -1,0 +1,383 @@
+"""SeqMap single-thread behaviour: API.md semantics, bad input, njit use, probe lengths
+against Knuth, churn, memory errors. (Model-based tests: test_seqmap_model.py; threads:
+test_seqmap_concurrency.py.)"""
+import threading
+
+import numba
+import numpy as np
+import pytest
+
+from seqmap_nb.seqmap import PlainMap, SeqMap
+
+from conftest import run_threads
+
+pytestmark = pytest.mark.timeout(600)
+
+
+def state(m):
+    ks, vs = m.items()
+    order = np.argsort(ks, kind="stable") if ks.dtype.fields is None and ks.ndim == 1 else slice(None)
+    return ks[order].tobytes(), vs[order].tobytes(), len(m)
+
+
+# ----------------------------------------------------------------- the seed example
+
+
+def test_seed_example_two_threads():
+    m = SeqMap(np.uint64, np.uint8)
+    m.insert(1, 42)
+    m.insert(2, 43)
+
+    def a():
+        assert m.get(1) == 42
+        m.insert(3, 100)
+
+    def b():
+        assert m.get(2) == 43
+        m.insert(4, 101)
+
+    run_threads([a, b], timeout=60)
+    assert [m.get(k) for k in (1, 2, 3, 4)] == [42, 43, 100, 101]
+    assert isinstance(m.get(1), np.uint8)
+
+
+def test_dict_style_api():
+    m = SeqMap(np.uint64, np.uint8)
+    assert m.is_empty() and len(m) == 0
+    assert m.insert(0, 1) is None  # 0 is an ordinary key
+    assert m.insert(2**64 - 1, 2) is None  # so is the all-ones pattern
+    assert m.insert(0, 3) == 1
+    m[5] = 7
+    assert m[5] == 7 and 5 in m and 6 not in m
+    assert m.get(6) is None and m.get(6, "d") == "d"
+    with pytest.raises(KeyError):
+        m[6]
+    del m[5]
+    with pytest.raises(KeyError):
+        del m[5]
+    assert m.remove(0) == 3 and m.remove(0) is None
+    assert m.add(9, 3) == 3 and m.add(9, 4) == 7
+    assert len(m) == 2 and m.capacity == 16
+    ks, vs = m.items()
+    assert sorted(zip(ks.tolist(), vs.tolist())) == [(9, 7), (2**64 - 1, 2)]
+    assert m.keys().dtype == np.uint64 and m.values().dtype == np.uint8
+    df = m.to_pandas()
+    assert list(df.columns) == ["key", "value"] and len(df) == 2
+    m.clear()
+    assert len(m) == 0 and m.get(9) is None and m.capacity == 16
+    m.insert(9, 1)
+    assert m[9] == 1
+    assert m.bytes_per_slot == 32 and m.memory_bytes() > 16 * 32
+
+
+def test_growth_from_capacity_one_keeps_everything():
+    m = SeqMap(np.int64, np.int64, capacity=1)
+    assert m.capacity == 1
+    for i in range(-500, 500):
+        m.insert(i, i * i)
+    assert len(m) == 1000 and m.capacity >= 1000 / 0.75
+    assert all(m.get(i) == i * i for i in range(-500, 500))
+    assert m.load_factor <= 0.75
+    s = m.stats()
+    assert s["resizes"] >= 8 and s["tombstones"] == 0
+
+
+def test_float_keys_by_value():
+    m = SeqMap(np.float64, np.float32)
+    m.insert(-0.0, 1.5)
+    assert m.get(0.0) == np.float32(1.5) and 0.0 in m and -0.0 in m
+    assert len(m) == 1
+    m.insert(np.inf, 2.0)
+    m.insert(1, 3.0)  # an int key for a float map is the float 1.0
+    assert m.get(1.0) == 3.0
+    m.insert(2.0, -0.0)  # values keep their exact bits
+    assert np.signbit(m.get(2.0))
+
+
+def test_record_and_subarray_dtypes():
+    rec = np.dtype([("x", "f8"), ("n", "u4")])
+    m = SeqMap(rec, np.dtype(("u8", 3)), capacity=1)
+    for i in range(40):
+        m.insert(np.array((i * 0.5, i), dtype=rec)[()], [i, i + 1, i + 2])
+    got = m.get(np.array((2.0, 4), dtype=rec)[()])
+    np.testing.assert_array_equal(got, [4, 5, 6])
+    assert m.get(np.array((2.0, 5), dtype=rec)[()]) is None
+    vals, found = m.get_many(np.array([(0.0, 0), (1.0, 1), (9.0, 9)], dtype=rec))
+    assert found.tolist() == [True, False, False]
+    np.testing.assert_array_equal(vals[0], [0, 1, 2])
+    df = m.to_pandas()
+    assert list(df.columns) == ["key.x", "key.n", "value[0]", "value[1]", "value[2]"]
+    with pytest.raises(TypeError):
+        m.add(np.array((0.0, 0), dtype=rec)[()], [1, 1, 1])
+
+
+def test_batch_calls():
+    m = SeqMap(np.uint64, np.uint64, capacity=4)
+    keys = np.arange(1000, dtype=np.uint64) * np.uint64(7919)
+    found = m.insert_many(keys, keys + np.uint64(1))
+    assert not found.any() and len(m) == 1000
+    assert m.insert_many(keys[:10], keys[:10]).all()
+    vals, found = m.get_many(np.concatenate([keys, keys + np.uint64(1)]))
+    assert found[:1000].all() and not found[1000:].any()
+    np.testing.assert_array_equal(vals[:10], keys[:10])
+    np.testing.assert_array_equal(vals[10:1000], keys[10:1000] + np.uint64(1))
+    assert (vals[1000:] == 0).all()
+    rem = m.remove_many(keys[::2])
+    assert rem.all() and len(m) == 500 and not m.remove_many(keys[::2]).any()
+    new = m.add_many(keys[:4], np.array([1, 1, 1, 1], np.uint64))
+    np.testing.assert_array_equal(new, [1, keys[1] + np.uint64(1), 1, keys[3] + np.uint64(1)])  # keys[:10] hold value = key
+    # lists work too
+    v, f = m.get_many([int(keys[1])])
+    assert f[0] and v[0] == keys[1] + np.uint64(1)
+
+
+def test_add_overflow_is_an_error_not_a_wrap():
+    m = SeqMap(np.int64, np.uint8)
+    m.insert(1, 250)
+    with pytest.raises(OverflowError):
+        m.add(1, 10)
+    assert m[1] == 250
+    with pytest.raises(OverflowError):
+        m.add_many(np.array([2, 1], np.int64), np.array([3, 10], np.uint8))
+    assert m[1] == 250 and m[2] == 3  # stopped at item 1, item 0 applied (documented)
+    big = SeqMap(np.int64, np.int64)
+    big.insert(5, 2**63 - 1)
+    with pytest.raises(OverflowError):
+        big.add(5, 1)
+    assert big[5] == 2**63 - 1
+    f = SeqMap(np.int64, np.float64)
+    assert f.add(1, 0.5) == 0.5 and f.add(1, 0.25) == 0.75
+    b = SeqMap(np.int64, np.bool_)
+    with pytest.raises(TypeError):
+        b.add(1, True)
+
+
+# ----------------------------------------------------------------- bad input
+
+
+@pytest.mark.parametrize("dt", [object, "U", "S", np.dtype([("o", object)])])
+def test_bad_dtypes(dt):
+    with pytest.raises(TypeError):
+        SeqMap(dt, np.uint8)
+    with pytest.raises(TypeError):
+        SeqMap(np.uint8, dt)
+
+
+@pytest.mark.parametrize("cap, exc", [(0, ValueError), (-3, ValueError), (2**41, ValueError),
+                                      (1.5, TypeError), ("8", TypeError), (True, TypeError)])
+def test_bad_capacity(cap, exc):
+    with pytest.raises(exc):
+        SeqMap(np.uint64, np.uint8, capacity=cap)
+
+
+@pytest.mark.parametrize("ml, exc", [(0, ValueError), (1, ValueError), (1.5, ValueError),
+                                     (-0.1, ValueError), (float("nan"), ValueError), ("x", TypeError)])
+def test_bad_max_load(ml, exc):
+    with pytest.raises(exc):
+        SeqMap(np.uint64, np.uint8, max_load=ml)
+
+
+def test_capacity_rounds_up():
+    assert SeqMap(np.uint64, np.uint8, capacity=100).capacity == 128
+
+
+def test_bad_keys_and_values_leave_the_map_unchanged():
+    m = SeqMap(np.uint64, np.uint8)
+    for i in range(20):
+        m.insert(i, i)
+    before = state(m)
+    bad_calls = [
+        (OverflowError, lambda: m.insert(-1, 1)),
+        (OverflowError, lambda: m.insert(2**64, 1)),
+        (OverflowError, lambda: m.insert(1, 256)),
+        (OverflowError, lambda: m.insert(1, -1)),
+        (TypeError, lambda: m.insert("a", 1)),
+        (TypeError, lambda: m.insert(1.5, 1)),
+        (TypeError, lambda: m.insert(1, 1.5)),
+        (TypeError, lambda: m.insert(1, "x")),
+        (TypeError, lambda: m.insert(None, 1)),
+        (OverflowError, lambda: m.get(-1)),
+        (TypeError, lambda: m.get("a")),
+        (OverflowError, lambda: m.remove(-5)),
+        (OverflowError, lambda: m.add(3, 300)),
+        (OverflowError, lambda: m.add(19, 250)),  # 19 + 250 > 255
+        (ValueError, lambda: m.insert_many(np.arange(3, dtype=np.uint64), np.arange(2, dtype=np.uint8))),
+        (TypeError, lambda: m.insert_many(np.arange(3, dtype=np.float64), np.arange(3, dtype=np.uint8))),
+        (OverflowError, lambda: m.insert_many(np.array([-1, 2]), np.array([1, 2]))),
+        (OverflowError, lambda: m.insert_many(np.array([30, 31]), np.array([1, 999]))),
+        (ValueError, lambda: m.get_many(np.zeros((2, 2), np.uint64))),
+        (TypeError, lambda: m.get_many(["a", "b"])),
+        (TypeError, lambda: m.remove_many(np.array([1.5]))),
+        (ValueError, lambda: m.add_many(np.arange(3, dtype=np.uint64), np.arange(4, dtype=np.uint8))),
+    ]
+    for exc, call in bad_calls:
+        with pytest.raises(exc) as info:
+            call()
+        assert str(info.value), "every error carries a message"
+        assert state(m) == before
+    with pytest.raises(KeyError):
+        m[99]
+    f = SeqMap(np.float64, np.float64)
+    f.insert(1.0, 1.0)
+    fb = state(f)
+    for call in (lambda: f.insert(float("nan"), 1.0), lambda: f.get(float("nan")),
+                 lambda: f.insert_many(np.array([1.0, np.nan]), np.array([1.0, 2.0]))):
+        with pytest.raises(ValueError):
+            call()
+    f32 = SeqMap(np.float32, np.float32)
+    with pytest.raises(OverflowError):
+        f32.insert(1e300, 1.0)
+    with pytest.raises(OverflowError):
+        f32.insert(1.0, 1e300)
+    assert len(f32) == 0 and state(f) == fb
+
+
+def test_memory_error_leaves_map_usable():
+    m = SeqMap(np.int64, np.int64, capacity=64)
+    m._set_alloc_limit(64 * 32 + 128)  # no buffer larger than the current one
+    inserted = []
+    with pytest.raises(MemoryError):
+        for i in range(1000):
+            m.insert(i, -i)
+            inserted.append(i)
+    assert len(inserted) == 64 and m.capacity == 64  # growth failed silently until full
+    before = state(m)
+    with pytest.raises(MemoryError):
+        m.insert_many(np.array([5000, 5001]), np.array([1, 2]))
+    assert state(m) == before
+    assert all(m[i] == -i for i in inserted)
+    assert m.insert(5, 7) == -5  # a full table still updates in place
+    assert m.remove(3) == -3
+    with pytest.raises(MemoryError):  # tombstones are never reused: 3 is a new key now
+        m.insert(3, 7)
+    assert 3 not in m and len(m) == 63
+    m._set_alloc_limit(0)
+    m.insert(5000, 1)
+    m.insert(3, 7)
+    assert m.capacity > 64 and len(m) == 65 and m[3] == 7 and m[5] == 7
+
+
+# ----------------------------------------------------------------- njit use
+
+
+@numba.njit(nogil=True, cache=True)
+def _njit_ops(m, n):
+    fresh = 0
+    for i in range(n):
+        if m.insert(i, i * 10) is None:
+            fresh += 1
+    prev = m.insert(3, 33)
+    s = 0
+    for i in range(n + 5):
+        v = m.get(i)
+        if v is not None:
+            s += v
+    a = m.add(3, 5)
+    r = m.remove(4)
+    r2 = m.remove(4)
+    return fresh, s, len(m), 3 in m, m.contains(4), m.get(3, -1), m.get(4, -1), prev, a, r, r2 is None
+
+
+@pytest.mark.parametrize("cls", [SeqMap, PlainMap])
+def test_njit_methods(cls):
+    m = cls(np.int64, np.int64, capacity=1)
+    n = 300
+    fresh, s, ln, c3, c4, g3, g4, prev, a, r, r2none = _njit_ops(m, n)
+    assert fresh == n
+    assert s == sum(i * 10 for i in range(n)) - 30 + 33
+    assert (ln, c3, c4, g3, g4, prev, a, r, r2none) == (n - 1, True, False, 38, -1, 30, 38, 40, True)
+    assert len(m) == n - 1 and m[3] == 38 and m.capacity >= 256
+
+
+@numba.njit(nogil=True, cache=True)
+def _njit_bad_key(m):
+    return m.get(-1)
+
+
+@numba.njit(nogil=True, cache=True)
+def _njit_overflow(m):
+    m.insert(1, 2**63 - 1)
+    return m.add(1, 1)
+
+
+def test_njit_errors():
+    m = SeqMap(np.int64, np.int64)
+    with pytest.raises(OverflowError):
+        _njit_overflow(m)
+    assert m[1] == 2**63 - 1
+    u = SeqMap(np.uint64, np.uint8)
+    with pytest.raises(OverflowError):
+        _njit_bad_key(u)
+    rec = SeqMap(np.dtype([("a", "u8")]), np.uint8)
+    with pytest.raises(numba.core.errors.TypingError, match="Python and batch"):
+        _njit_bad_key(rec)
+
+
+def test_typeof_is_cheap_and_shared():
+    a = SeqMap(np.int64, np.int64)
+    b = SeqMap(np.int64, np.int64)
+    assert numba.typeof(a) == numba.typeof(b)
+    assert numba.typeof(a) != numba.typeof(PlainMap(np.int64, np.int64))
+
+
+def test_buffers_freed_with_the_map():
+    import gc
+    import weakref
+
+    m = SeqMap(np.int64, np.int64)
+    fin = m._finalizer
+    assert fin.alive
+    r = weakref.ref(m)
+    del m
+    gc.collect()
+    assert r() is None and not fin.alive
+
+
+# ----------------------------------------------------------------- probe lengths
+
+
+@pytest.mark.parametrize("load", [0.25, 0.5, 0.7])
+def test_probe_lengths_match_knuth(load):
+    cap = 1 << 17
+    m = SeqMap(np.uint64, np.uint64, capacity=cap)
+    rng = np.random.default_rng(int(load * 100))
+    keys = np.unique(rng.integers(0, 2**63, int(cap * load) + 1000, dtype=np.uint64))[: int(cap * load)]
+    m.insert_many(keys, keys)
+    assert m.capacity == cap and len(m) == len(keys)
+    pl = m.probe_lengths()
+    assert len(pl) == len(keys) and pl.min() == 1
+    knuth = 0.5 * (1 + 1 / (1 - load))
+    assert abs(pl.mean() / knuth - 1) < 0.05, (pl.mean(), knuth)
+
+
+@pytest.mark.parametrize("load", [0.25, 0.5])
+def test_churn_keeps_probes_short(load):
+    cap = 1 << 14
+    live = int(cap * load)
+    m = SeqMap(np.uint64, np.uint64, capacity=cap)
+    rng = np.random.default_rng(3)
+    stream = np.unique(rng.integers(0, 2**63, 12 * cap, dtype=np.uint64))
+    rng.shuffle(stream)
+    m.insert_many(stream[:live], stream[:live])
+    # 10x capacity operations: insert a fresh key, remove the oldest, in batches of 64
+    pos = live
+    ops = 0
+    while ops < 10 * cap:
+        new = stream[pos: pos + 64]
+        old = stream[pos - live: pos - live + 64]
+        m.insert_many(new, new)
+        assert m.remove_many(old).all()
+        pos += 64
+        ops += 128
+    assert len(m) == live
+    keys = stream[pos - live: pos]
+    vals, found = m.get_many(keys)
+    assert found.all() and (vals == keys).all()
+    churned = m.probe_lengths().mean()
+    fresh = SeqMap(np.uint64, np.uint64, capacity=m.capacity)
+    fresh.insert_many(keys, keys)
+    assert fresh.capacity == m.capacity
+    ratio = churned / fresh.probe_lengths().mean()
+    assert ratio < 1.5, (churned, ratio, m.stats())
+    assert m.capacity <= 2 * cap  # rebuilt in place, not grown without bound
+    assert m.memory_bytes() < 4 * m.capacity * m.bytes_per_slot + 8192
