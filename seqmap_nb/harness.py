@@ -1,0 +1,881 @@
+"""The benchmark harness: thread runner, verification, metrics, sweeps and the probe study.
+
+What one run does (:func:`run`, per repetition)
+===============================================
+1. **Generate** every thread's operation stream (:mod:`seqmap_nb.workloads`): numpy arrays
+   of op codes, keys, values and expected outcomes. Untimed.
+2. **Warm up** (once per call): build a small map of the same type, run the kernel, the
+   batch calls and the statistics on it. Every kernel is compiled (or loaded from the
+   on-disk cache) here; the time is reported as ``compile_s``, never inside a measurement.
+3. **Build and prefill** a fresh map (``insert_many``, untimed) and snapshot its
+   statistics counters.
+4. **Run**: one Python thread per stream, each calling ONE ``nogil`` jitted kernel
+   (:func:`_kernel`, generic over every map type: it compiles once per map type and is
+   cached) that walks the whole stream. Inside the kernel each thread announces itself
+   (``fetch_add`` on an arrival counter) and waits for the start flag, first spinning,
+   then sleeping in 20 us steps, so that threads already waiting burn no CPU while the
+   others are still being started (with 1024 threads on 2 cores, spinning waiters would
+   starve the thread that starts the rest). When all have arrived the main thread reads
+   the clock and raises the flag (release store); each thread reads the clock when it
+   sees it and again after its last op. ``seconds`` runs from that release to the last
+   thread's finish. No GIL is taken between release and finish: arguments are unboxed
+   before the wait, results boxed after the last clock read.
+5. **Verify** (every run, :func:`verify`): the kernel counts operations whose outcome
+   disagrees with the stream's expectation (a hit that should miss, a value that does not
+   belong to its key or, with disjoint keys, is not the last one written); afterwards the
+   final table is compared with what the streams imply. ``verified`` is False, with the
+   reason in ``verify_detail``, when anything disagrees.
+6. **Measure**: throughput, ns per op per thread, sampled latency percentiles, seqlock
+   statistics deltas, resizes, final size and memory.
+
+Latency sampling
+================
+With ``sample_every = N`` (a power of two, default 64) the kernel times every N-th op
+with the CPU cycle counter (``_unsafe.cycles``: ``rdtsc``, about 20 cycles, on every
+x86-64 with an invariant TSC) and stores the cycle count; the cycles are converted to ns
+with a calibration against ``monotonic_ns`` over 20 ms (once per process), minus the
+median cost of two back-to-back counter reads (the sample's own overhead). A sample is one
+operation's latency including its cache misses; the counter is not serialising, so single
+samples of a few ns are approximate, percentiles over thousands are not. ``sample_every=0``
+selects a second kernel without any sampling code at all (the flag picks the compiled
+function, not a branch): what "off costs nothing" means here.
+
+Python-level maps (``njit=False`` in the registry, e.g. ``dict_lock``) run the same
+streams through a Python loop per thread, started by a ``threading.Barrier``.
+
+Capability refusals: a map that cannot run a point (more threads than it supports, a
+mix with removes on a map without them, ...) raises :class:`UnsupportedRun`, a
+``ValueError`` whose message says why; :func:`sweep` skips those points and warns.
+"""
+from __future__ import annotations
+
+import importlib
+import itertools
+import json
+import math
+import threading
+import time
+import warnings
+
+import numba
+import numpy as np
+import pandas as pd
+from llvmlite import ir
+from numba import types
+from numba.core import cgutils
+from numba.extending import intrinsic
+
+from . import results as _results
+from . import workloads as W
+from ._unsafe import atomic_fetch_add, atomic_load, atomic_store, cpu_relax, cycles, monotonic_ns
+from .config import JIT, LINE_WORDS
+
+__all__ = ["run", "sweep", "probe_study", "verify", "UnsupportedRun", "MAX_THREADS",
+           "resolve_spec", "DEFAULT_MAPS"]
+
+#: the most threads one run may start (oversubscription is a supported case up to here)
+MAX_THREADS = 4096
+#: maps of the default sweeps, in chart order
+DEFAULT_MAPS = ("seqmap", "dashmap", "global_lock", "cas", "plain", "typed_dict", "dict_lock")
+#: key and value dtypes the harness streams can drive (64-bit integers: values carry a tag)
+STREAM_DTYPES = ("uint64", "int64")
+
+
+class UnsupportedRun(ValueError):
+    """This map cannot run this point (the message says why); sweeps skip such points."""
+
+
+# =========================================================================== map specs
+
+
+def resolve_spec(map):
+    """A registry MapSpec from a name, or a spec-like object passed through unchanged."""
+    if not isinstance(map, str):
+        for attr in ("name", "factory", "njit", "check"):
+            if not hasattr(map, attr):
+                raise TypeError(f"map: expected a registry name or a MapSpec, got {map!r}")
+        return map
+    from .baselines import REGISTRY
+
+    try:
+        return REGISTRY[map]
+    except KeyError:
+        raise ValueError(f"map: unknown name {map!r}; known: {sorted(REGISTRY)}") from None
+
+
+def _factory(spec):
+    f = spec.factory
+    if callable(f):
+        return f
+    mod, _, attr = str(f).partition(":")
+    return getattr(importlib.import_module(mod), attr)
+
+
+def _make(spec, key_dtype, value_dtype, capacity, options):
+    return _factory(spec)(key_dtype, value_dtype, capacity=capacity, **options)
+
+
+# =========================================================================== in-kernel parts
+
+# control block shared by the threads of one run: arrival counter and start flag on their
+# own 128-byte lines (arrivals write one line while every waiter polls the other)
+_ARRIVED = 0
+_GO = LINE_WORDS
+_CTL_WORDS = 2 * LINE_WORDS
+_GO_RUN = 1
+_GO_ABORT = 2
+
+
+@intrinsic
+def _usleep(typingctx, us):
+    """libc ``usleep(us)``: give the CPU away for a while (used only before the clock)."""
+    sig = types.int32(types.uint32)
+
+    def codegen(context, builder, signature, args):
+        fnty = ir.FunctionType(ir.IntType(32), [ir.IntType(32)])
+        fn = cgutils.get_or_insert_function(builder.module, fnty, "usleep")
+        return builder.call(fn, [args[0]])
+
+    return sig, codegen
+
+
+@numba.njit(**JIT)
+def _arrive_and_wait(ctl):
+    """Announce this thread, wait for the start flag; True to run, False when aborted."""
+    # relaxed is enough for the count: the main thread only compares it with T
+    atomic_fetch_add(ctl, _ARRIVED, numba.uint64(1), "relaxed")
+    spins = 0
+    while True:
+        # acquire pairs with the release store of _release: nothing the main thread did
+        # before raising the flag (it touches no shared data) can be reordered after it
+        g = atomic_load(ctl, _GO, "acquire")
+        if g != 0:
+            return g == _GO_RUN
+        if spins < 64:
+            cpu_relax()
+            spins += 1
+        else:
+            _usleep(numba.uint32(20))
+
+
+@numba.njit(**JIT)
+def _release(ctl, how):
+    """Read the clock, then raise the start flag (release store); returns the clock."""
+    t = monotonic_ns()
+    atomic_store(ctl, _GO, numba.uint64(how), "release")
+    return t
+
+
+@numba.njit(**JIT)
+def _clock_pair():
+    return monotonic_ns(), cycles()
+
+
+@numba.njit(**JIT)
+def _cycle_overhead(n):
+    out = np.empty(n, np.uint64)
+    for i in range(n):
+        a = cycles()
+        b = cycles()
+        out[i] = b - a
+    return out
+
+
+@numba.njit(inline="always", **JIT)
+def _value_ok(r, expect, mask, lenient):
+    """r (an Optional the caller checked) equals expect under mask (all in the value dtype)."""
+    if ((r ^ expect) & mask) == 0:
+        return True
+    # lenient (rmw with removes): an add on an absent key starts a tagless value
+    return lenient and (r & mask) == 0
+
+
+@numba.njit(inline="always", **JIT)
+def _apply(m, op, k, v, e, vmask, tmask, lenient):
+    """Do one stream op on the map; True when its outcome is the expected one.
+
+    e: 1 = the key must be present, 0 = absent, -1 = either. A value that comes back (a
+    get's, an insert's or remove's previous one) must equal v under vmask (get) or carry
+    v's key tag (tmask: insert/remove, whose v is the new value).
+    """
+    if op == 0:  # K_GET
+        r = m.get(k)
+        if r is None:
+            return e != 1
+        if e == 0:
+            return False
+        return _value_ok(r, v, vmask, lenient)
+    elif op == 1:  # K_INSERT
+        p = m.insert(k, v)
+        if p is None:
+            return e != 1
+        if e == 0:
+            return False
+        return _value_ok(p, v, tmask, lenient)
+    elif op == 2:  # K_REMOVE
+        p = m.remove(k)
+        if p is None:
+            return e != 1
+        if e == 0:
+            return False
+        return _value_ok(p, v, tmask, lenient)
+    elif op == 3:  # K_ADD
+        m.add(k, v)
+        return True
+    else:  # K_CONTAINS
+        c = m.contains(k)
+        if c:
+            return e != 0
+        return e != 1
+
+
+@numba.njit(**JIT)
+def _kernel(m, ctl, ops, keys, vals, exp, vmask, tmask, lenient):
+    """Walk one thread's stream: (start_ns, end_ns, mismatches, first mismatch index, ran)."""
+    if not _arrive_and_wait(ctl):
+        return 0, 0, 0, -1, 0
+    t0 = monotonic_ns()
+    bad = 0
+    first = -1
+    for i in range(ops.shape[0]):
+        if not _apply(m, ops[i], keys[i], vals[i], exp[i], vmask, tmask, lenient):
+            if bad == 0:
+                first = i
+            bad += 1
+    t1 = monotonic_ns()
+    return t0, t1, bad, first, 1
+
+
+@numba.njit(**JIT)
+def _kernel_sampled(m, ctl, ops, keys, vals, exp, vmask, tmask, lenient, lat, every_mask):
+    """:func:`_kernel` that also stores the cycle count of every (every_mask+1)-th op in lat."""
+    if not _arrive_and_wait(ctl):
+        return 0, 0, 0, -1, 0
+    t0 = monotonic_ns()
+    bad = 0
+    first = -1
+    j = 0
+    nlat = lat.shape[0]
+    for i in range(ops.shape[0]):
+        if (i & every_mask) == 0 and j < nlat:
+            c0 = cycles()
+            ok = _apply(m, ops[i], keys[i], vals[i], exp[i], vmask, tmask, lenient)
+            c1 = cycles()
+            lat[j] = c1 - c0
+            j += 1
+        else:
+            ok = _apply(m, ops[i], keys[i], vals[i], exp[i], vmask, tmask, lenient)
+        if not ok:
+            if bad == 0:
+                first = i
+            bad += 1
+    t1 = monotonic_ns()
+    return t0, t1, bad, first, 1
+
+
+# The same kernels without the on-disk cache, for map types defined outside this package
+# (a notebook's or a test's own map): a cache index entry holds the map's numba type, and
+# one pickled from a module another process cannot import would break the cached kernel
+# for everyone.
+_NOCACHE = dict(JIT, cache=False)
+_kernel_nc = numba.njit(**_NOCACHE)(_kernel.py_func)
+_kernel_sampled_nc = numba.njit(**_NOCACHE)(_kernel_sampled.py_func)
+
+
+def _kernels_for(m):
+    if type(m).__module__.split(".")[0] == __name__.split(".")[0]:
+        return _kernel, _kernel_sampled
+    return _kernel_nc, _kernel_sampled_nc
+
+
+_CAL = {}
+
+
+def cycle_calibration():
+    """(ns per cycle, overhead cycles of one sample), measured once per process."""
+    if not _CAL:
+        _clock_pair()
+        _cycle_overhead(16)
+        n0, c0 = _clock_pair()
+        time.sleep(0.02)
+        n1, c1 = _clock_pair()
+        _CAL["ns_per_cycle"] = (n1 - n0) / max(1, int(c1) - int(c0))
+        _CAL["overhead"] = float(np.median(_cycle_overhead(2000)))
+    return _CAL["ns_per_cycle"], _CAL["overhead"]
+
+
+# =========================================================================== Python-level driver
+
+
+def _py_worker(m, ops, keys, vals, exp, vmask, lenient):
+    """The stream through the map's Python methods (maps without an njit interface)."""
+    bad = 0
+    first = -1
+    tagmask = vmask & 0xFFFFFFFF00000000
+    for i, (op, k, v, e) in enumerate(zip(ops, keys, vals, exp)):
+        if op == W.K_GET:
+            r = m.get(k)
+            ok = (e != 1) if r is None else (e != 0 and _py_value_ok(r, v, vmask, lenient))
+        elif op == W.K_INSERT:
+            r = m.insert(k, v)
+            ok = (e != 1) if r is None else (e != 0 and _py_value_ok(r, v, tagmask, lenient))
+        elif op == W.K_REMOVE:
+            r = m.remove(k)
+            ok = (e != 1) if r is None else (e != 0 and _py_value_ok(r, v, tagmask, lenient))
+        elif op == W.K_ADD:
+            m.add(k, v)
+            ok = True
+        else:
+            ok = (e != 0) if (k in m) else (e != 1)
+        if not ok:
+            if bad == 0:
+                first = i
+            bad += 1
+    return bad, first
+
+
+def _py_value_ok(r, v, mask, lenient):
+    r = int(r) & 0xFFFFFFFFFFFFFFFF
+    x = (r ^ (int(v) & 0xFFFFFFFFFFFFFFFF)) & mask
+    return x == 0 or (lenient and (r & mask) == 0)
+
+
+# =========================================================================== the runner
+
+
+def _as_dtype(arr, dtype):
+    """uint64 stream words as the map's 64-bit integer dtype (same bits)."""
+    return arr if arr.dtype == dtype else arr.view(dtype)
+
+
+def _run_threads(m, njit, streams, key_dtype, value_dtype, sample_every, timeout=600.0):
+    """Run every thread's stream on `m` (see the module docstring, step 4).
+
+    Returns dict(seconds, starts, ends, bad, first, errors, lat_cycles).
+    """
+    T = streams.threads
+    ops, exp = streams.ops, streams.exp
+    keys = _as_dtype(streams.keys, key_dtype)
+    vals = _as_dtype(streams.vals, value_dtype)
+    # masks in the value dtype, so every comparison in the kernel stays in that type
+    vmask = np.array([streams.vmask], np.uint64).view(value_dtype)[0]
+    tmask = np.array([W.TAG_MASK], np.uint64).view(value_dtype)[0]
+    lenient = bool(streams.lenient)
+    out = [None] * T
+    errors = []
+    nlat = 0
+    if sample_every and njit:
+        nlat = max(1, -(-streams.ops_per_thread // sample_every))
+    lat = np.zeros((T, nlat), np.uint64) if nlat else None
+
+    if njit:
+        ctl = np.zeros(_CTL_WORDS, np.uint64)
+        every_mask = np.int64(sample_every - 1) if nlat else 0
+        kernel, kernel_sampled = _kernels_for(m)
+
+        def body(t):
+            try:
+                if nlat:
+                    out[t] = kernel_sampled(m, ctl, ops[t], keys[t], vals[t], exp[t], vmask,
+                                            tmask, lenient, lat[t], every_mask)
+                else:
+                    out[t] = kernel(m, ctl, ops[t], keys[t], vals[t], exp[t], vmask, tmask,
+                                    lenient)
+            except BaseException as exc:  # noqa: BLE001 - reported in the run's row
+                errors.append(f"thread {t}: {type(exc).__name__}: {exc}")
+                if out[t] is None:  # died (maybe before arriving): let the others start
+                    _bump(ctl)
+    else:
+        barrier = threading.Barrier(T + 1)
+        pyops = [ops[t].tolist() for t in range(T)]
+        pykeys = [keys[t].tolist() for t in range(T)]
+        pyvals = [vals[t].tolist() for t in range(T)]
+        pyexp = [exp[t].tolist() for t in range(T)]
+        vm = int(streams.vmask)
+
+        def body(t):
+            try:
+                barrier.wait()
+                t0 = time.monotonic_ns()
+                bad, first = _py_worker(m, pyops[t], pykeys[t], pyvals[t], pyexp[t], vm, lenient)
+                out[t] = (t0, time.monotonic_ns(), bad, first, 1)
+            except threading.BrokenBarrierError:
+                errors.append(f"thread {t}: start barrier broken")
+            except BaseException as exc:  # noqa: BLE001
+                errors.append(f"thread {t}: {type(exc).__name__}: {exc}")
+
+    old_stack = threading.stack_size()
+    try:
+        threading.stack_size(max(old_stack, 1 << 20) if T <= 64 else 1 << 20)
+    except (ValueError, RuntimeError):
+        pass
+    threads = []
+    try:
+        for t in range(T):
+            th = threading.Thread(target=body, args=(t,), daemon=True, name=f"seqmap-nb-{t}")
+            th.start()
+            threads.append(th)
+    finally:
+        try:
+            threading.stack_size(old_stack)
+        except (ValueError, RuntimeError):
+            pass
+
+    deadline = time.monotonic() + timeout
+    if njit:
+        while int(ctl[_ARRIVED]) < T:
+            if time.monotonic() > deadline:
+                _release(ctl, _GO_ABORT)
+                raise TimeoutError(f"only {int(ctl[_ARRIVED])} of {T} threads reached the start")
+            time.sleep(0.0002)
+        release = _release(ctl, _GO_RUN)
+    else:
+        barrier.wait(timeout=timeout)
+        release = time.monotonic_ns()
+    for th in threads:
+        th.join(max(0.0, deadline - time.monotonic()))
+    alive = sum(th.is_alive() for th in threads)
+    if alive:
+        raise TimeoutError(f"{alive} of {T} threads still running after {timeout:.0f}s: "
+                           "deadlock or livelock in the map")
+    done = [o for o in out if o is not None and o[4]]
+    starts = np.array([o[0] for o in done], np.int64)
+    ends = np.array([o[1] for o in done], np.int64)
+    start = min(release, int(starts.min())) if len(done) else release
+    seconds = (int(ends.max()) - start) / 1e9 if len(done) else math.nan
+    first_bad = [(t, o[3]) for t, o in enumerate(out) if o is not None and o[2]]
+    return dict(seconds=seconds, bad=int(sum(o[2] for o in done)), first=first_bad,
+                errors=errors, lat_cycles=lat, finished=len(done))
+
+
+@numba.njit(**JIT)
+def _bump(ctl):
+    atomic_fetch_add(ctl, _ARRIVED, numba.uint64(1), "relaxed")
+
+
+# =========================================================================== verification
+
+
+def verify(m, streams, run_out=None):
+    """Check the map's final state (and the kernels' per-op checks) against the streams.
+
+    Returns (verified, detail). Disjoint (bustle) keys: exactly the expected keys present,
+    each with the last value written. Shared key space: no duplicate keys, every key from
+    the run's key universe, every value belonging to its key, every key present when the
+    mix has no removes, and the rmw total exact when only rmws move the stamps. Always:
+    ``len(m)`` equals the number of items.
+    """
+    problems = []
+    if run_out is not None:
+        if run_out["errors"]:
+            problems.append("; ".join(run_out["errors"][:3]))
+        if run_out["bad"]:
+            t, i = run_out["first"][0]
+            op = W.K_NAMES[int(streams.ops[t, i])]
+            problems.append(f"{run_out['bad']} op(s) returned a wrong outcome (first: thread {t} "
+                            f"op {i} {op} key {int(streams.keys[t, i]):#x})")
+    k, v = m.items()
+    k = np.ascontiguousarray(k).view(np.uint64) if np.asarray(k).dtype.itemsize == 8 else np.asarray(k, np.uint64)
+    v = np.ascontiguousarray(v).view(np.uint64) if np.asarray(v).dtype.itemsize == 8 else np.asarray(v, np.uint64)
+    n = len(m)
+    if n != len(k):
+        problems.append(f"len(m) = {n} but items() holds {len(k)}")
+    order = np.argsort(k, kind="stable")
+    k, v = k[order], v[order]
+    dup = int(np.count_nonzero(k[1:] == k[:-1])) if len(k) > 1 else 0
+    if dup:
+        problems.append(f"{dup} duplicate key(s)")
+    if streams.keys_kind == "bustle":
+        ek = streams.final_keys
+        eorder = np.argsort(ek, kind="stable")
+        ek, ev = ek[eorder], streams.final_vals[eorder]
+        missing = np.setdiff1d(ek, k, assume_unique=True)
+        extra = np.setdiff1d(k, ek, assume_unique=not dup)
+        if len(missing):
+            problems.append(f"{len(missing)} of {len(ek)} expected key(s) missing (e.g. {int(missing[0]):#x})")
+        if len(extra):
+            problems.append(f"{len(extra)} unexpected key(s) present (e.g. {int(extra[0]):#x})")
+        if not len(missing) and not len(extra) and not dup:
+            wrong = np.flatnonzero(v != ev)
+            if len(wrong):
+                i = wrong[0]
+                problems.append(f"{len(wrong)} key(s) hold a value other than the last written "
+                                f"(e.g. key {int(k[i]):#x}: {int(v[i]):#x}, expected {int(ev[i]):#x})")
+    else:
+        uni = streams.universe
+        pos = np.searchsorted(uni, k)
+        inside = (pos < len(uni)) & (uni[np.minimum(pos, len(uni) - 1)] == k) if len(uni) else np.zeros(len(k), bool)
+        if not inside.all():
+            problems.append(f"{int((~inside).sum())} key(s) never used by the run are present")
+        tags = W.tag_of(k)
+        ok = (v & W.TAG_MASK) == tags
+        if streams.lenient:
+            ok |= (v & W.TAG_MASK) == 0
+        if not ok.all():
+            i = int(np.flatnonzero(~ok)[0])
+            problems.append(f"{int((~ok).sum())} value(s) do not belong to their key "
+                            f"(e.g. key {int(k[i]):#x}: {int(v[i]):#x})")
+        if streams.all_present and len(k) != len(uni):
+            problems.append(f"{len(uni) - len(k)} key(s) missing (no removes in the mix: "
+                            f"expected all {len(uni)})")
+        if streams.add_total is not None:
+            got = int(np.sum(v & W.STAMP_MASK, dtype=np.uint64))
+            if got != streams.add_total:
+                problems.append(f"rmw total {got} != {streams.add_total} adds issued")
+    return (not problems), "; ".join(problems)
+
+
+# =========================================================================== one run
+
+
+def _resolve_workload(workload, mix, keys, prefill, theta, hot_ops, hot_keys):
+    if mix is not None:
+        if workload not in (None, "custom"):
+            raise ValueError(f"give either workload={workload!r} or mix=..., not both")
+        mix = W.validate_mix(mix)
+        name = "custom"
+        default_keys, default_prefill = "bustle", None
+    else:
+        name = workload or "read_heavy"
+        if name not in W.WORKLOADS:
+            raise ValueError(f"workload: unknown name {name!r}; known: {sorted(W.WORKLOADS)} "
+                             "(or pass mix=dict(read=..., ...))")
+        wl = W.WORKLOADS[name]
+        mix = W.validate_mix(wl.mix)
+        default_keys, default_prefill = wl.keys, wl.prefill
+    if keys is None:
+        if hot_ops is not None or hot_keys is not None:
+            keys = "hotset"
+        elif theta is not None and default_keys not in ("zipf", "latest"):
+            keys = "zipf"
+        else:
+            keys = default_keys
+    if keys not in W.KEY_KINDS:
+        raise ValueError(f"keys: expected one of {W.KEY_KINDS}, got {keys!r}")
+    if prefill is None:
+        if default_prefill is not None and (keys == "bustle") == (default_keys == "bustle"):
+            prefill = default_prefill
+        else:
+            prefill = 0.0 if keys == "bustle" else W.SHARED_PREFILL
+    prefill = float(prefill)
+    if not 0.0 <= prefill <= 1.0:
+        raise ValueError(f"prefill: a fraction of the capacity in [0, 1], got {prefill}")
+    if keys in ("zipf", "latest"):
+        theta = 0.99 if theta is None else float(theta)
+        if not math.isfinite(theta) or theta < 0:
+            raise ValueError(f"theta: must be a finite number >= 0, got {theta}")
+    elif theta is not None:
+        raise ValueError(f"theta applies to keys='zipf' or 'latest', not {keys!r}")
+    else:
+        theta = math.nan
+    if keys == "hotset":
+        hot_ops = 0.8 if hot_ops is None else float(hot_ops)
+        hot_keys = 0.2 if hot_keys is None else float(hot_keys)
+        if not (0.0 <= hot_ops <= 1.0 and 0.0 < hot_keys <= 1.0):
+            raise ValueError(f"hotset: need 0 <= hot_ops <= 1 and 0 < hot_keys <= 1, "
+                             f"got hot_ops={hot_ops}, hot_keys={hot_keys}")
+    elif hot_ops is not None or hot_keys is not None:
+        raise ValueError(f"hot_ops/hot_keys apply to keys='hotset', not {keys!r}")
+    else:
+        hot_ops = hot_keys = math.nan
+    return name, mix, keys, prefill, theta, hot_ops, hot_keys
+
+
+def _check_int(name, v, lo, hi=None):
+    if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
+        raise TypeError(f"{name}: expected an integer, got {type(v).__name__}")
+    v = int(v)
+    if v < lo or (hi is not None and v > hi):
+        rng = f">= {lo}" if hi is None else f"in [{lo}, {hi}]"
+        raise ValueError(f"{name}: must be {rng}, got {v}")
+    return v
+
+
+def _needs(mix, keys, threads, load_factor):
+    needs = set()
+    if mix["remove"] > 0:
+        needs.add("remove")
+    if mix["rmw"] > 0:
+        needs.add("add")
+    if load_factor is not None:
+        needs.add("fixed_capacity")
+    return needs
+
+
+def _spec_check(spec, needs, threads):
+    check = getattr(spec, "check", None)
+    if check is None:
+        return
+    try:
+        check(needs, threads)
+    except ValueError as exc:
+        raise UnsupportedRun(f"{spec.name}: {exc}") from exc
+
+
+def _warm_up(spec, key_dtype, value_dtype, options, njit, sample_every):
+    """Compile (or load from cache) everything a run calls, on a throwaway map."""
+    t0 = time.perf_counter()
+    m = _make(spec, key_dtype, value_dtype, 64, options)
+    s = W.bustle_streams(W._mix(40, 20, 10, 10, 10, 10), 1, 64, 16, 0.5, 12345)
+    m.insert_many(_as_dtype(s.prefill_keys, key_dtype), _as_dtype(s.prefill_vals, value_dtype))
+    m.stats()
+    m.memory_bytes()
+    out = _run_threads(m, njit, s, key_dtype, value_dtype, sample_every)
+    if out["errors"]:  # a kernel that does not compile for this map is a bug, not a result
+        raise RuntimeError(f"{spec.name}: the warm-up run failed: {out['errors'][0]}")
+    verify(m, s, out)
+    if njit and sample_every:
+        cycle_calibration()
+    return time.perf_counter() - t0
+
+
+def _percentiles(lat_cycles, finished):
+    if lat_cycles is None or not finished:
+        return math.nan, math.nan, math.nan
+    ns_per_cycle, overhead = cycle_calibration()
+    c = lat_cycles.ravel()
+    c = c[c > 0].astype(np.float64)
+    if not len(c):
+        return math.nan, math.nan, math.nan
+    ns = np.maximum(c - overhead, 0.0) * ns_per_cycle
+    p50, p99, p999 = np.percentile(ns, [50, 99, 99.9])
+    return float(p50), float(p99), float(p999)
+
+
+def _stat_delta(after, before, name):
+    try:
+        return int(after.get(name, 0)) - int(before.get(name, 0))
+    except (TypeError, ValueError):
+        return 0
+
+
+def run(map="seqmap", workload=None, threads=1, capacity=1 << 16, ops=1_000_000, prefill=None,
+        keys=None, theta=None, hot_ops=None, hot_keys=None, load_factor=None, mix=None,
+        repeats=3, seed=0, key_dtype="uint64", value_dtype="uint64", sample_every=64,
+        map_options=None, probes=None, machine=None, timeout=600.0):
+    """Run one benchmark point `repeats` times; a DataFrame, one row per repetition.
+
+    Parameters
+    ----------
+    map: a registry name (``seqmap_nb.baselines.REGISTRY``) or a MapSpec.
+    workload: a name from ``workloads.WORKLOADS`` (default ``read_heavy``), or give `mix`
+        (a dict of percentages; the row's workload is then ``"custom"``).
+    threads: 1 .. MAX_THREADS (more than the cores is a supported case).
+    capacity: the map's initial capacity (slots). ops: timed operations of one run, all
+        threads together (``ops // threads`` each).
+    prefill: fraction of the capacity inserted untimed (default: the workload's).
+    keys: "bustle" | "uniform" | "zipf" | "hotset" | "latest" (default: the workload's;
+        "zipf" when only theta is given, "hotset" when hot_ops/hot_keys are).
+    theta: Zipf exponent (keys "zipf"/"latest"; default 0.99). hot_ops, hot_keys: hot-set
+        shares (default 0.8 of ops on 0.2 of keys).
+    load_factor: measure a fixed-capacity table prefilled to this fill (overrides prefill;
+        the map is built not to grow).
+    sample_every: time every N-th op (power of two; 0 = no sampling code at all).
+    map_options: extra keyword arguments for the map's constructor.
+    probes: record probe_mean/probe_p99 (default: with load_factor).
+
+    Raises UnsupportedRun (a ValueError) when the map cannot run the point.
+    """
+    spec = resolve_spec(map)
+    name, mix, keys, prefill, theta, hot_ops, hot_keys = _resolve_workload(
+        workload, mix, keys, prefill, theta, hot_ops, hot_keys)
+    threads = _check_int("threads", threads, 1, MAX_THREADS)
+    capacity = _check_int("capacity", capacity, 1, 1 << 40)
+    ops = _check_int("ops", ops, 1)
+    repeats = _check_int("repeats", repeats, 1)
+    seed = _check_int("seed", seed, 0)
+    sample_every = _check_int("sample_every", sample_every, 0)
+    if sample_every & (sample_every - 1):
+        raise ValueError(f"sample_every: a power of two (or 0 = off), got {sample_every}")
+    key_dtype, value_dtype = np.dtype(key_dtype), np.dtype(value_dtype)
+    for what, dt in (("key_dtype", key_dtype), ("value_dtype", value_dtype)):
+        if dt.name not in STREAM_DTYPES:
+            raise ValueError(f"{what}: the harness drives 64-bit integer maps {STREAM_DTYPES}, got {dt}")
+    options = dict(map_options or {})
+    if load_factor is not None:
+        load_factor = float(load_factor)
+        if not 0.0 < load_factor < 1.0:
+            raise ValueError(f"load_factor: a fill in (0, 1), got {load_factor}")
+        options.update(_fixed_capacity_options(spec, load_factor))
+    njit = bool(getattr(spec, "njit", True))
+    _spec_check(spec, _needs(mix, keys, threads, load_factor), threads)
+    if probes is None:
+        probes = load_factor is not None
+    ops_per_thread = max(1, ops // threads)
+
+    # 1. streams (untimed). With a load factor the fill is relative to the real capacity.
+    eff_capacity = capacity
+    if load_factor is not None:
+        probe_map = _make(spec, key_dtype, value_dtype, capacity, options)
+        eff_capacity = int(getattr(probe_map, "capacity", capacity))
+        del probe_map
+        prefill = load_factor
+    streams = W.make_streams(mix, keys, threads, ops_per_thread, eff_capacity, prefill, seed,
+                             theta=theta if keys in ("zipf", "latest") else 0.99,
+                             hot_ops=hot_ops, hot_keys=hot_keys)
+    # 2. compile outside the clock
+    compile_s = _warm_up(spec, key_dtype, value_dtype, options, njit, sample_every if njit else 0)
+
+    prov = _results.provenance(machine)
+    base = dict(map=spec.name, workload=name, mix=W.mix_json(mix), threads=threads,
+                capacity=capacity, ops=ops_per_thread * threads, ops_per_thread=ops_per_thread,
+                prefill=prefill, keys=keys, theta=theta, hot_ops=hot_ops, hot_keys=hot_keys,
+                load_factor=math.nan if load_factor is None else load_factor, seed=seed,
+                key_dtype=key_dtype.name, value_dtype=value_dtype.name)
+    rows = []
+    for rep in range(repeats):
+        m = _make(spec, key_dtype, value_dtype, capacity, options)
+        if len(streams.prefill_keys):
+            m.insert_many(_as_dtype(streams.prefill_keys, key_dtype),
+                          _as_dtype(streams.prefill_vals, value_dtype))
+        mem0 = int(m.memory_bytes())
+        st0 = dict(m.stats())
+        out = _run_threads(m, njit, streams, key_dtype, value_dtype,
+                           sample_every if njit else 0, timeout=timeout)
+        st1 = dict(m.stats())
+        mem1 = int(m.memory_bytes())
+        ok, detail = verify(m, streams, out)
+        n_ops = ops_per_thread * threads
+        seconds = out["seconds"]
+        p50, p99, p999 = _percentiles(out["lat_cycles"], out["finished"])
+        pmean = pp99 = math.nan
+        if probes:
+            try:
+                pl = np.asarray(m.probe_lengths())
+                if len(pl):
+                    pmean, pp99 = float(pl.mean()), float(np.percentile(pl, 99))
+            except NotImplementedError:
+                pass
+        final_len = len(m)
+        final_cap = int(getattr(m, "capacity", 0)) or math.nan
+        rows.append(dict(
+            base, repeat=rep, seconds=seconds,
+            mops=n_ops / seconds / 1e6 if seconds > 0 else math.nan,
+            ns_per_op=seconds * 1e9 * threads / n_ops if seconds > 0 else math.nan,
+            p50_ns=p50, p99_ns=p99, p999_ns=p999,
+            retries_per_op=_stat_delta(st1, st0, "read_retries") / n_ops,
+            waits_per_op=_stat_delta(st1, st0, "write_waits") / n_ops,
+            resizes=_stat_delta(st1, st0, "resizes"),
+            final_len=final_len, final_capacity=final_cap,
+            final_load_factor=final_len / final_cap if final_cap == final_cap else math.nan,
+            peak_mem_bytes=max(mem0, mem1), probe_mean=pmean, probe_p99=pp99,
+            verified=bool(ok), verify_detail=detail, compile_s=compile_s if rep == 0 else 0.0,
+            **dict(prov, utc_time=_results.utc_now())))
+        del m
+    return _results.frame(rows)
+
+
+def _fixed_capacity_options(spec, load_factor):
+    """Constructor options that keep a table at its capacity up to `load_factor`."""
+    fixed = getattr(spec, "fixed_capacity_options", None)
+    if callable(fixed):
+        return dict(fixed(load_factor))
+    if getattr(spec, "grows", True):
+        return {"max_load": min(0.99, max(0.75, load_factor + 0.04))}
+    return {}
+
+
+# =========================================================================== sweeps
+
+
+def sweep(grid, progress=True, **fixed):
+    """:func:`run` over the cartesian product of `grid` (dict: parameter -> list of values).
+
+    Other keyword arguments are passed to every run. Points a map cannot run are skipped
+    with one warning listing them (also in ``df.attrs["skipped"]``). Returns one frame.
+    """
+    if not isinstance(grid, dict) or not grid:
+        raise ValueError("sweep: grid must be a non-empty dict of parameter -> list of values")
+    names = list(grid)
+    overlap = sorted(set(names) & set(fixed))
+    if overlap:
+        raise ValueError(f"sweep: {overlap} given both in the grid and as fixed arguments")
+    values = []
+    for n in names:
+        v = grid[n]
+        if isinstance(v, (str, bytes, dict)) or not hasattr(v, "__iter__"):
+            raise ValueError(f"sweep: grid[{n!r}] must be a list of values, got {v!r}")
+        values.append(list(v))
+    points = list(itertools.product(*values))
+    frames, skipped = [], []
+    bar = _progress(total=len(points), disable=not progress, desc="sweep")
+    try:
+        for combo in points:
+            point = dict(zip(names, combo))
+            bar.set_postfix_str(_point_label(point), refresh=False)
+            try:
+                frames.append(run(**point, **fixed))
+            except UnsupportedRun as exc:
+                skipped.append((_point_label(point), str(exc)))
+            bar.update(1)
+    finally:
+        bar.close()
+    if skipped:
+        lines = "\n".join(f"  {p}: {why}" for p, why in skipped[:20])
+        more = f"\n  ... and {len(skipped) - 20} more" if len(skipped) > 20 else ""
+        warnings.warn(f"sweep: skipped {len(skipped)} point(s) a map cannot run:\n{lines}{more}",
+                      RuntimeWarning, stacklevel=2)
+    df = pd.concat(frames, ignore_index=True) if frames else _results.frame([])
+    df.attrs["skipped"] = skipped
+    return df
+
+
+def _progress(**kw):
+    from tqdm.auto import tqdm
+
+    return tqdm(**kw)
+
+
+def _point_label(point):
+    parts = []
+    for k, v in point.items():
+        if isinstance(v, dict):
+            v = json.dumps(v, separators=(",", ":"))
+        elif not isinstance(v, (str, int, float)):
+            v = getattr(v, "name", v)
+        parts.append(f"{k}={v}")
+    return " ".join(parts)
+
+
+# =========================================================================== probe study
+
+
+def probe_study(map="seqmap", loads=(0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95),
+                capacity=1 << 16, seed=0, key_dtype="uint64", value_dtype="uint64",
+                map_options=None, machine=None):
+    """Probe-length distributions of a fixed-capacity table filled to each load factor.
+
+    For each load: a fresh map of `capacity` slots (built not to grow), random keys
+    inserted to ``load * capacity``, then ``m.probe_lengths()`` (slots inspected by a
+    successful lookup of each key). A long frame: map, load_factor, capacity,
+    probe_length, count, knuth_hit = 1/2(1+1/(1-a)), knuth_miss = 1/2(1+1/(1-a)^2), and
+    the provenance columns.
+    """
+    spec = resolve_spec(map)
+    key_dtype, value_dtype = np.dtype(key_dtype), np.dtype(value_dtype)
+    rows = []
+    prov = _results.provenance(machine)
+    for load in loads:
+        load = float(load)
+        if not 0.0 < load < 1.0:
+            raise ValueError(f"probe_study: loads must be in (0, 1), got {load}")
+        options = dict(map_options or {})
+        options.update(_fixed_capacity_options(spec, load))
+        m = _make(spec, key_dtype, value_dtype, capacity, options)
+        cap = int(getattr(m, "capacity", capacity))
+        n = int(round(load * cap))
+        k = W.key_of(np.arange(n, dtype=np.uint64), W.salt_of(seed, 7))
+        m.insert_many(_as_dtype(k, key_dtype), _as_dtype(W.tag_of(k), value_dtype))
+        if int(getattr(m, "capacity", cap)) != cap:
+            warnings.warn(f"probe_study: {spec.name} grew from {cap} slots at load {load}",
+                          RuntimeWarning, stacklevel=2)
+        pl = np.asarray(m.probe_lengths(), dtype=np.int64)
+        lengths, counts = np.unique(pl, return_counts=True)
+        kh = 0.5 * (1 + 1 / (1 - load))
+        km = 0.5 * (1 + 1 / (1 - load) ** 2)
+        utc = _results.utc_now()
+        for L, c in zip(lengths.tolist(), counts.tolist()):
+            rows.append(dict(map=spec.name, load_factor=load, capacity=cap, probe_length=L,
+                             count=c, knuth_hit=kh, knuth_miss=km, **dict(prov, utc_time=utc)))
+        del m
+    return pd.DataFrame(rows)

@@ -1,0 +1,497 @@
+"""Harness: the runner, verification, metrics and sweeps.
+
+Besides the registry's maps, these tests drive a small stand-in map defined here (uint64
+keys and values, linear probing over numpy arrays, one spinlock or none, with a switch
+that makes insert silently drop every N-th new key): the deliberately broken map that
+proves verification can fail, and a map with the full interface that does not depend
+on the other modules.
+"""
+import math
+import threading
+
+import numba
+import numpy as np
+import pandas as pd
+import pytest
+from numba import types
+from numba.core import cgutils
+from numba.extending import (
+    NativeValue,
+    make_attribute_wrapper,
+    models,
+    overload,
+    overload_method,
+    register_model,
+    typeof_impl,
+    unbox,
+)
+
+from seqmap_nb import harness, results
+from seqmap_nb import workloads as W
+from seqmap_nb._unsafe import atomic_cas, atomic_store, cpu_relax
+
+pytestmark = pytest.mark.timeout(300)
+
+# ============================================================== the stand-in map
+
+M_LOCK, M_LEN, M_NEW, M_DROP, M_SYNC = range(5)
+_NJ = dict(nogil=True)  # not cached: the type lives in a test module
+
+
+class StandinMap:
+    """uint64 -> uint64 linear probing, fixed capacity (2x the request, >= 2**15 slots).
+
+    ``sync=True``: one spinlock around every op (correct under threads). ``drop_every=N``:
+    every N-th insert of a new key reports success but stores nothing (broken on purpose).
+    """
+
+    def __init__(self, key_dtype, value_dtype, capacity=64, sync=True, drop_every=0, max_load=None):
+        if np.dtype(key_dtype) != np.uint64 or np.dtype(value_dtype) != np.uint64:
+            raise TypeError("StandinMap holds uint64 keys and values only")
+        # fixed capacity, roomy enough for every test's growth (no resize to get wrong)
+        cap = 1 << max(15, int(2 * capacity - 1).bit_length())
+        self._st = np.zeros(cap, np.uint64)
+        self._ks = np.zeros(cap, np.uint64)
+        self._vs = np.zeros(cap, np.uint64)
+        self._meta = np.zeros(16, np.uint64)
+        self._meta[M_DROP] = drop_every
+        self._meta[M_SYNC] = 1 if sync else 0
+
+    # Python interface (COMMON.md)
+    capacity = property(lambda self: len(self._st))
+    load_factor = property(lambda self: len(self) / self.capacity)
+
+    def __len__(self):
+        return int(self._meta[M_LEN])
+
+    def insert_many(self, keys, vals):
+        for k, v in zip(np.asarray(keys, np.uint64), np.asarray(vals, np.uint64)):
+            _insert(self._st, self._ks, self._vs, self._meta, k, v)
+
+    def get(self, k, default=None):
+        f, v = _find(self._st, self._ks, self._vs, self._meta, np.uint64(k))
+        return v if f else default
+
+    def insert(self, k, v):
+        f, p = _insert(self._st, self._ks, self._vs, self._meta, np.uint64(k), np.uint64(v))
+        return p if f else None
+
+    def remove(self, k):
+        f, p = _remove(self._st, self._ks, self._vs, self._meta, np.uint64(k))
+        return p if f else None
+
+    def add(self, k, d):
+        return _add(self._st, self._ks, self._vs, self._meta, np.uint64(k), np.uint64(d))
+
+    def __contains__(self, k):
+        return bool(_find(self._st, self._ks, self._vs, self._meta, np.uint64(k))[0])
+
+    def items(self):
+        full = self._st == 1
+        return self._ks[full].copy(), self._vs[full].copy()
+
+    def stats(self):
+        return {"read_retries": 0, "write_waits": 0, "resizes": 0}
+
+    def reset_stats(self):
+        pass
+
+    def memory_bytes(self):
+        return self._st.nbytes * 3 + self._meta.nbytes
+
+    def probe_lengths(self):
+        raise NotImplementedError
+
+
+@numba.njit(inline="always", **_NJ)
+def _lock(meta):
+    if meta[M_SYNC]:
+        while atomic_cas(meta, M_LOCK, numba.uint64(0), numba.uint64(1), "acquire") != 0:
+            cpu_relax()
+
+
+@numba.njit(inline="always", **_NJ)
+def _unlock(meta):
+    if meta[M_SYNC]:
+        atomic_store(meta, M_LOCK, numba.uint64(0), "release")
+
+
+@numba.njit(inline="always", **_NJ)
+def _slot(st, ks, k):
+    """(index of k's slot or -1, first empty-or-tombstone index on its chain)."""
+    mask = st.shape[0] - 1
+    h = k * numba.uint64(0x9E3779B97F4A7C15)
+    i = numba.int64(h >> numba.uint64(40)) & mask
+    free = -1
+    for _ in range(st.shape[0]):
+        s = st[i]
+        if s == 0:
+            return -1, (i if free < 0 else free)
+        if s == 2:
+            if free < 0:
+                free = i
+        elif ks[i] == k:
+            return i, free
+        i = (i + 1) & mask
+    return -1, free
+
+
+@numba.njit(**_NJ)
+def _find(st, ks, vs, meta, k):
+    _lock(meta)
+    i, _ = _slot(st, ks, k)
+    v = vs[i] if i >= 0 else numba.uint64(0)
+    _unlock(meta)
+    return i >= 0, v
+
+
+@numba.njit(**_NJ)
+def _insert(st, ks, vs, meta, k, v):
+    _lock(meta)
+    i, free = _slot(st, ks, k)
+    if i >= 0:
+        p = vs[i]
+        vs[i] = v
+        _unlock(meta)
+        return True, p
+    meta[M_NEW] += 1
+    if free < 0:
+        _unlock(meta)
+        raise MemoryError("StandinMap is full")
+    if meta[M_DROP] == 0 or meta[M_NEW] % meta[M_DROP] != 0:  # the broken switch
+        ks[free] = k
+        vs[free] = v
+        st[free] = 1
+        meta[M_LEN] += 1
+    _unlock(meta)
+    return False, numba.uint64(0)
+
+
+@numba.njit(**_NJ)
+def _remove(st, ks, vs, meta, k):
+    _lock(meta)
+    i, _ = _slot(st, ks, k)
+    p = numba.uint64(0)
+    if i >= 0:
+        p = vs[i]
+        st[i] = 2
+        meta[M_LEN] -= 1
+    _unlock(meta)
+    return i >= 0, p
+
+
+@numba.njit(**_NJ)
+def _add(st, ks, vs, meta, k, d):
+    _lock(meta)
+    i, free = _slot(st, ks, k)
+    if i >= 0:
+        vs[i] += d
+        r = vs[i]
+    elif free < 0:
+        _unlock(meta)
+        raise MemoryError("StandinMap is full")
+    else:
+        ks[free] = k
+        vs[free] = d
+        st[free] = 1
+        meta[M_LEN] += 1
+        r = d
+    _unlock(meta)
+    return r
+
+
+class StandinType(types.Type):
+    def __init__(self):
+        super().__init__(name="StandinMap")
+
+
+_ARR = types.Array(types.uint64, 1, "C")
+_FIELDS = ("st", "ks", "vs", "meta")
+
+
+@typeof_impl.register(StandinMap)
+def _typeof(val, c):
+    return StandinType()
+
+
+@register_model(StandinType)
+class _Model(models.StructModel):
+    def __init__(self, dmm, fe_type):
+        super().__init__(dmm, fe_type, [(f, _ARR) for f in _FIELDS])
+
+
+for _f in _FIELDS:
+    make_attribute_wrapper(StandinType, _f, _f)
+
+
+@unbox(StandinType)
+def _unbox(typ, obj, c):
+    s = cgutils.create_struct_proxy(typ)(c.context, c.builder)
+    err = cgutils.alloca_once_value(c.builder, cgutils.false_bit)
+    for f in _FIELDS:
+        a = c.pyapi.object_getattr_string(obj, "_" + f)
+        native = c.unbox(_ARR, a)
+        c.pyapi.decref(a)
+        setattr(s, f, native.value)
+        with c.builder.if_then(native.is_error):
+            c.builder.store(cgutils.true_bit, err)
+    return NativeValue(s._getvalue(), is_error=c.builder.load(err))
+
+
+@overload_method(StandinType, "get", jit_options=_NJ)
+def _ov_get(m, k):
+    def impl(m, k):
+        f, v = _find(m.st, m.ks, m.vs, m.meta, numba.uint64(k))
+        return v if f else None
+    return impl
+
+
+@overload_method(StandinType, "insert", jit_options=_NJ)
+def _ov_insert(m, k, v):
+    def impl(m, k, v):
+        f, p = _insert(m.st, m.ks, m.vs, m.meta, numba.uint64(k), numba.uint64(v))
+        return p if f else None
+    return impl
+
+
+@overload_method(StandinType, "remove", jit_options=_NJ)
+def _ov_remove(m, k):
+    def impl(m, k):
+        f, p = _remove(m.st, m.ks, m.vs, m.meta, numba.uint64(k))
+        return p if f else None
+    return impl
+
+
+@overload_method(StandinType, "add", jit_options=_NJ)
+def _ov_add(m, k, d):
+    return lambda m, k, d: _add(m.st, m.ks, m.vs, m.meta, numba.uint64(k), numba.uint64(d))
+
+
+@overload_method(StandinType, "contains", jit_options=_NJ)
+def _ov_contains(m, k):
+    return lambda m, k: _find(m.st, m.ks, m.vs, m.meta, numba.uint64(k))[0]
+
+
+@overload(len, jit_options=_NJ)
+def _ov_len(m):
+    if isinstance(m, StandinType):
+        return lambda m: numba.int64(m.meta[M_LEN])
+
+
+class Spec:
+    """A MapSpec-like description of the stand-in (the harness duck-types specs)."""
+
+    njit = True
+    grows = False
+    thread_safe = True
+    max_threads = None
+
+    def __init__(self, name="standin", **options):
+        self.name = name
+        self.options = options
+
+    def factory(self, key_dtype, value_dtype, capacity=64, **opts):
+        return StandinMap(key_dtype, value_dtype, capacity, **{**self.options, **opts})
+
+    def check(self, needs, threads):
+        if self.options.get("sync") is False and threads > 1:
+            raise ValueError("unsynchronised: one thread only")
+
+
+GOOD = Spec()
+BROKEN = Spec("broken", drop_every=1000)
+
+# ============================================================== runner and metrics
+
+
+def test_run_returns_every_schema_column_with_provenance():
+    df = harness.run(GOOD, workload="read_heavy", threads=2, capacity=4096, ops=20_000,
+                     repeats=2, seed=3)
+    assert list(df.columns[: len(results.COLUMNS)]) == list(results.COLUMNS)
+    assert len(df) == 2 and list(df["repeat"]) == [0, 1]
+    assert df["verified"].all(), df["verify_detail"].tolist()
+    assert (df["verify_detail"] == "").all()
+    r = df.iloc[0]
+    assert r["map"] == "standin" and r["workload"] == "read_heavy" and r["keys"] == "bustle"
+    assert r["threads"] == 2 and r["ops"] == 20_000 and r["ops_per_thread"] == 10_000
+    assert r["prefill"] == 0.75 and math.isnan(r["theta"]) and math.isnan(r["load_factor"])
+    assert r["mix"] == '{"read": 98, "insert": 1, "remove": 1, "update": 0, "upsert": 0}'
+    assert r["seconds"] > 0 and r["mops"] == pytest.approx(20_000 / r["seconds"] / 1e6)
+    assert r["ns_per_op"] == pytest.approx(r["seconds"] * 1e9 * 2 / 20_000)
+    assert 0 < r["p50_ns"] <= r["p99_ns"] <= r["p999_ns"]
+    # bustle read_heavy: prefill 0.75 * 4096, +1% inserts, -1% removes: size unchanged
+    assert r["final_len"] == 3072
+    assert r["schema_version"] == results.SCHEMA_VERSION
+    for col in ("cpu_model", "os", "python", "numba", "numpy", "utc_time", "machine", "package_version"):
+        assert isinstance(r[col], str) and r[col], col
+    assert r["logical_cores"] >= 1
+    assert r["compile_s"] > 0 and df.iloc[1]["compile_s"] == 0
+
+
+def test_sampling_off_gives_nan_percentiles_and_still_verifies():
+    df = harness.run(GOOD, workload="exchange", threads=2, capacity=1024, ops=10_000, repeats=1,
+                     sample_every=0)
+    assert df["verified"].all(), df["verify_detail"].tolist()
+    assert df[["p50_ns", "p99_ns", "p999_ns"]].isna().all().all()
+
+
+@pytest.mark.parametrize("workload", ["read_heavy", "exchange", "rapid_grow", "update_heavy",
+                                      "uniform", "ycsb_a", "ycsb_d", "ycsb_f"])
+def test_every_workload_verifies_on_a_correct_map(workload):
+    df = harness.run(GOOD, workload=workload, threads=3, capacity=2048, ops=12_000, repeats=1)
+    assert df["verified"].all(), df["verify_detail"].tolist()
+
+
+def test_shared_keys_zipf_and_hotset_rows():
+    z = harness.run(GOOD, workload="ycsb_a", keys="zipf", theta=1.2, threads=2, capacity=1024,
+                    ops=8000, repeats=1)
+    assert z["verified"].all() and z.iloc[0]["theta"] == 1.2 and z.iloc[0]["keys"] == "zipf"
+    h = harness.run(GOOD, workload="ycsb_b", keys="hotset", hot_ops=0.9, hot_keys=0.01, threads=2,
+                    capacity=1024, ops=8000, repeats=1)
+    assert h["verified"].all()
+    assert (h.iloc[0]["hot_ops"], h.iloc[0]["hot_keys"]) == (0.9, 0.01) and math.isnan(h.iloc[0]["theta"])
+
+
+def test_custom_mix_row():
+    df = harness.run(GOOD, mix=dict(read=60, update=30, rmw=10), keys="uniform", threads=2,
+                     capacity=1024, ops=6000, repeats=1)
+    r = df.iloc[0]
+    assert r["workload"] == "custom" and r["verified"]
+    assert r["mix"] == '{"read": 60, "insert": 0, "remove": 0, "update": 30, "upsert": 0, "rmw": 10}'
+
+
+# ============================================================== verification can fail
+
+
+def test_broken_map_is_caught():
+    """An insert that silently drops every 1000th new key: verified must be False."""
+    df = harness.run(BROKEN, workload="rapid_grow", threads=2, capacity=1024, ops=20_000,
+                     repeats=1)
+    assert not df["verified"].any()
+    assert "missing" in df.iloc[0]["verify_detail"]
+    # the same run on the same map type without the defect verifies (positive control)
+    ok = harness.run(GOOD, workload="rapid_grow", threads=2, capacity=1024, ops=20_000, repeats=1)
+    assert ok["verified"].all(), ok["verify_detail"].tolist()
+
+
+def test_broken_map_is_caught_in_a_shared_key_space():
+    df = harness.run(BROKEN, workload="ycsb_d", threads=2, capacity=8192, ops=60_000, repeats=1)
+    assert not df["verified"].any()
+    assert "missing" in df.iloc[0]["verify_detail"]
+
+
+def test_per_op_check_catches_wrong_values():
+    """A map whose stored values are corrupted after the prefill: the reads' value checks
+    (not only the final-state check) flag it."""
+
+    class Corrupting(Spec):
+        def factory(self, *a, **kw):
+            m = super().factory(*a, **kw)
+            orig = m.insert_many
+
+            def insert_many(keys, vals):
+                orig(keys, np.asarray(vals, np.uint64) ^ np.uint64(1 << 40))
+            m.insert_many = insert_many
+            return m
+
+    df = harness.run(Corrupting("corrupt"), workload="read_heavy", threads=1, capacity=1024,
+                     ops=5000, repeats=1)
+    assert not df["verified"].any()
+    assert "wrong outcome" in df.iloc[0]["verify_detail"]
+
+
+def test_unsynchronised_map_refused_for_threads():
+    with pytest.raises(harness.UnsupportedRun, match="one thread only"):
+        harness.run(Spec("unsync", sync=False), threads=2, ops=100, repeats=1)
+
+
+# ============================================================== oversubscription
+
+
+def test_64_threads_complete_and_verify():
+    df = harness.run(GOOD, workload="exchange", threads=64, capacity=4096, ops=64 * 500, repeats=1)
+    assert df["verified"].all(), df["verify_detail"].tolist()
+    assert df.iloc[0]["threads"] == 64 and df.iloc[0]["ops"] == 64 * 500
+
+
+def test_threads_out_of_range_refused():
+    with pytest.raises(ValueError, match="threads"):
+        harness.run(GOOD, threads=0, repeats=1)
+    with pytest.raises(ValueError, match="threads"):
+        harness.run(GOOD, threads=harness.MAX_THREADS + 1, repeats=1)
+
+
+def test_bad_parameters_refused():
+    with pytest.raises(ValueError, match="unknown name"):
+        harness.run(GOOD, workload="nope", repeats=1)
+    with pytest.raises(ValueError, match="sum to 100"):
+        harness.run(GOOD, mix=dict(read=50), repeats=1)
+    with pytest.raises(ValueError, match="theta"):
+        harness.run(GOOD, workload="read_heavy", keys="uniform", theta=0.5, repeats=1)
+    with pytest.raises(ValueError, match="power of two"):
+        harness.run(GOOD, sample_every=3, repeats=1)
+    with pytest.raises(ValueError, match="not both"):
+        harness.run(GOOD, workload="exchange", mix=dict(read=100), repeats=1)
+
+
+# ============================================================== sweep
+
+
+def test_sweep_grid_skips_unsupported_points_with_a_warning():
+    grid = dict(map=[GOOD, Spec("unsync", sync=False)], threads=[1, 2])
+    with pytest.warns(RuntimeWarning, match="skipped 1 point"):
+        df = harness.sweep(grid, workload="exchange", capacity=1024, ops=4000, repeats=2,
+                           progress=False)
+    assert len(df) == 6  # 3 runnable points x 2 repeats
+    assert sorted(zip(df["map"], df["threads"])) == sorted(
+        [("standin", 1)] * 2 + [("standin", 2)] * 2 + [("unsync", 1)] * 2)
+    assert df["verified"].all()
+    assert len(df.attrs["skipped"]) == 1
+
+
+def test_sweep_over_mixes_and_thetas():
+    mixes = [dict(read=100 - w, update=w) for w in (0, 50)]
+    df = harness.sweep(dict(mix=mixes, theta=[0.0, 0.99]), map=GOOD, keys="zipf", threads=2,
+                       capacity=1024, ops=4000, repeats=1, progress=False)
+    assert len(df) == 4 and set(df["workload"]) == {"custom"} and set(df["theta"]) == {0.0, 0.99}
+
+
+def test_load_factor_point_prefills_to_the_target():
+    df = harness.run(GOOD, workload="read_heavy", load_factor=0.5, capacity=1024, ops=4000,
+                     repeats=1)
+    r = df.iloc[0]
+    assert r["load_factor"] == 0.5 and r["verified"]
+    # the stand-in rounds 1024 slots up; the fill is relative to the real capacity
+    assert r["final_capacity"] == 1 << 15
+    assert r["final_len"] == 1 << 14 and r["final_load_factor"] == pytest.approx(0.5)
+
+
+# ============================================================== results files
+
+
+def test_two_runs_concatenate_and_mismatched_schema_is_refused(tmp_path):
+    a = harness.run(GOOD, workload="exchange", threads=1, capacity=512, ops=2000, repeats=1,
+                    machine="box-a")
+    b = harness.run(GOOD, workload="exchange", threads=2, capacity=512, ops=2000, repeats=1,
+                    machine="box-b")
+    results.save(a, tmp_path / "a")
+    results.save(b, tmp_path / "b")
+    df = results.load(tmp_path / "a", tmp_path / "b" / "results.csv")
+    assert len(df) == 2 and list(df["machine"]) == ["box-a", "box-b"]
+    assert df["verified"].dtype == bool and df["verified"].all()
+    assert list(df.columns[: len(results.COLUMNS)]) == list(results.COLUMNS)
+    assert (df["verify_detail"] == "").all()
+    pd.testing.assert_series_equal(df["mops"], pd.concat([a["mops"], b["mops"]], ignore_index=True),
+                                   check_exact=False, rtol=1e-12)
+    # a file from another schema version is refused with a message naming it
+    old = b.copy()
+    old["schema_version"] = results.SCHEMA_VERSION + 1
+    old.to_csv(tmp_path / "old.csv", index=False)
+    with pytest.raises(ValueError, match=r"old\.csv.*schema version \[2\].*schema version 1"):
+        results.load(tmp_path / "a", tmp_path / "old.csv")
+    with pytest.raises(ValueError, match="schema"):
+        results.concat([a, old])
+    # and a CSV that is not a results file at all
+    pd.DataFrame({"x": [1]}).to_csv(tmp_path / "other.csv", index=False)
+    with pytest.raises(ValueError, match="no schema_version"):
+        results.load(tmp_path / "other.csv")
