@@ -7,7 +7,9 @@ for sequential integer keys. It costs two multiplies and three shift-xors: the s
 SeqMap and for every baseline.
 
 ``mix_words`` folds a key of several canonical words (records, complex, wide dtypes; see
-``_codec``) one word at a time; for a one-word key it equals ``mix64(word)``.
+``_codec``) one word at a time, ``h = fmix64(h * golden ^ w)``; for a one-word key it
+equals ``mix64(word)``. Both give exactly the hash of ``_map_kernels.mix64`` (SeqMap's),
+so every table here puts a key in the same home slot for the same capacity.
 
 Both are ``inline="always"`` njit functions: call them from kernels.
 """
@@ -17,7 +19,7 @@ from .config import JIT
 
 _C1 = 0xFF51AFD7ED558CCD
 _C2 = 0xC4CEB9FE1A85EC53
-_SEED_STEP = 0x9E3779B97F4A7C15  # 2**64 / golden ratio: separates word positions
+_SEED_STEP = 0x9E3779B97F4A7C15  # 2**64 / golden ratio (SeqMap's _GOLD)
 
 
 @numba.njit(inline="always", **JIT)
@@ -41,5 +43,5 @@ def mix_words(w0, rest, off, n):
     """
     h = mix64(w0)
     for j in range(1, n):
-        h = mix64(h ^ (numba.uint64(rest[off + j]) + numba.uint64(_SEED_STEP) * numba.uint64(j)))
+        h = mix64((h * numba.uint64(_SEED_STEP)) ^ numba.uint64(rest[off + j]))
     return h

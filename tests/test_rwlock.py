@@ -46,7 +46,7 @@ def state():
     return np.zeros(NWORDS, np.uint64)
 
 
-@numba.njit(nogil=True, cache=True)
+@numba.njit(nogil=True)
 def writer_loop(s, n, use_lock):
     """n increments of a plain counter: read, pause, write (a lost update if not excluded)."""
     for _ in range(n):
@@ -64,7 +64,7 @@ def writer_loop(s, n, use_lock):
             write_unlock(s, LOCK)
 
 
-@numba.njit(nogil=True, cache=True)
+@numba.njit(nogil=True)
 def reader_loop(s, n):
     """n read sections that check no writer is inside with them."""
     for _ in range(n):
@@ -122,7 +122,7 @@ def test_readers_and_writers_exclude_each_other():
     assert int(s[LOCK]) == 0
 
 
-@numba.njit(nogil=True, cache=True)
+@numba.njit(nogil=True)
 def rendezvous(s, mine, other, as_writer, timeout_ns):
     """Take the lock, raise my flag, wait (bounded) for the other thread's flag while inside.
 
@@ -180,7 +180,7 @@ def test_64_threads_on_few_cores_no_deadlock():
     assert int(s[LOCK]) == 0  # no reader count, writer bit or stale PENDING left
 
 
-@numba.njit(nogil=True, cache=True)
+@numba.njit(nogil=True)
 def read_lock_no_preference(s, i):
     """A reader that ignores PENDING (reader preference): the negative control's lock."""
     step = 0
@@ -193,7 +193,7 @@ def read_lock_no_preference(s, i):
         step = backoff(step)
 
 
-@numba.njit(nogil=True, cache=True)
+@numba.njit(nogil=True)
 def busy_reader(s, hold, deadline_ns, prefer_writers):
     """Take read sections back to back (holding each `hold` pauses) until STOP or deadline."""
     n = 0
@@ -210,7 +210,7 @@ def busy_reader(s, hold, deadline_ns, prefer_writers):
     return n
 
 
-@numba.njit(nogil=True, cache=True)
+@numba.njit(nogil=True)
 def late_writer(s, start_after, deadline_ns):
     """Once the readers have done `start_after` sections, take the write lock and stop them.
 

@@ -39,6 +39,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from . import _cacheguard
+
+_cacheguard.check()  # before any kernel module loads its cached code
+
 __all__ = ["MapSpec", "REGISTRY", "NEEDS", "get_spec", "make_map", "names"]
 
 #: every need a workload may declare to :meth:`MapSpec.check`
