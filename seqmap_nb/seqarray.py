@@ -296,6 +296,32 @@ def _read1(hdr, i):
         return ST_OK, w, retries
 
 
+# outcomes of one lock attempt on a located cell
+TL_OK = 0  # locked
+TL_BUSY = 1  # another writer holds the cell or won the CAS: back off, retry
+TL_MOVED = 2  # frozen by a resize: wait until ADDR changes, retry from O1
+TL_STALE = 3  # the buffer was resized in place or recycled since O1: retry from O1
+
+
+@numba.njit(inline="always", **JIT)
+def _try_lock_at(buf, base, g):
+    """O3-O4: one attempt to lock the cell at `base` of a buffer located with GEN `g`.
+
+    Returns (seq, outcome); on TL_OK the cell is locked and `seq` is its even word.
+    """
+    s = atomic_load(buf, base, "relaxed")  # O3 (W1)
+    if s & numba.uint64(LOCKED):
+        return s, TL_BUSY
+    if s & numba.uint64(MOVED):
+        return s, TL_MOVED
+    if not try_lock(buf, base, s):  # W2-W3: exact-value CAS (acquire)
+        return s, TL_BUSY
+    if atomic_load(buf, B_GEN, "relaxed") != g:  # O4: ordered after the acquire CAS
+        unlock_unchanged(buf, base, s)  # nothing written: readers see no change
+        return s, TL_STALE
+    return s, TL_OK
+
+
 @numba.njit(inline="always", **JIT)
 def _lock_cell(hdr, i, stride):
     """O1, O3-O4: lock cell `i` of the current buffer; (buf, base, seq, status, waits)."""
@@ -305,25 +331,16 @@ def _lock_cell(hdr, i, stride):
         addr, buf, g, base, st = _locate(hdr, i, stride)
         if st != ST_OK:
             return buf, base, numba.uint64(0), st, waits
-        s = atomic_load(buf, base, "relaxed")  # O3 (W1)
-        if s & numba.uint64(LOCKED):
-            waits += 1
-            step = backoff(step)  # another writer (or the resizer) holds the cell
-            continue
-        if s & numba.uint64(MOVED):
-            waits += 1  # frozen by a resize: wait for the new buffer to be published
+        s, outcome = _try_lock_at(buf, base, g)
+        if outcome == TL_OK:
+            return buf, base, s, ST_OK, waits
+        waits += 1
+        if outcome == TL_BUSY:
+            step = backoff(step)
+        elif outcome == TL_MOVED:  # wait for the new buffer to be published
             while atomic_load(hdr, H_ADDR, "acquire") == addr:
                 step = backoff(step)
-            continue
-        if not try_lock(buf, base, s):  # W2-W3: exact-value CAS (acquire)
-            waits += 1
-            step = backoff(step)
-            continue
-        if atomic_load(buf, B_GEN, "relaxed") != g:  # O4: ordered after the acquire CAS
-            unlock_unchanged(buf, base, s)  # stale buffer: nothing written, start over
-            waits += 1
-            continue
-        return buf, base, s, ST_OK, waits
+        # TL_STALE: start over from the header at once
 
 
 @numba.njit(inline="always", **JIT)
