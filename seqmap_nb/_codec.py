@@ -59,6 +59,24 @@ def is_scalar_kind(dt):
     return dt.fields is None and dt.subdtype is None and dt.kind in "biuf"
 
 
+def _exact_ints(xs, base):
+    """A Python (nested) sequence of ints as an array of integer dtype `base`, exactly.
+
+    ``np.asarray`` makes a list holding an int >= 2**63 float64 (losing bits) or object;
+    this converts element by element instead. None if the items are not all integers
+    (bools excluded); OverflowError if one does not fit."""
+    try:
+        obj = np.asarray(xs, dtype=object)
+    except ValueError:
+        return None
+    if obj.size == 0 or not all(type(e) is int or isinstance(e, np.integer) for e in obj.flat):
+        return None
+    try:
+        return np.array(obj.tolist(), dtype=base)
+    except OverflowError:
+        raise OverflowError(f"{xs!r}: values do not fit in {np.dtype(base)}") from None
+
+
 class Codec:
     """Validation and conversion of items of one dtype to and from canonical words."""
 
@@ -117,13 +135,18 @@ class Codec:
         # sub-arrays: an array-like of the item's shape, converted losslessly
         if dt.subdtype is not None:
             src = np.asarray(x)
+            if dt.base.kind in "iu" and src.dtype.kind in "fO" and not isinstance(x, np.ndarray):
+                exact = _exact_ints(x, dt.base)
+                src = src if exact is None else exact
             if src.dtype == object or (src.dtype.kind in "fc" and dt.base.kind in "biu"):
                 raise TypeError(f"cannot store {x!r} as {dt}")
             if src.shape != dt.shape:
                 raise TypeError(f"expected an item of shape {dt.shape} for {dt}, got shape {src.shape}")
             with np.errstate(all="ignore"):
                 conv = src.astype(dt.base)
-                if not np.array_equal(conv.astype(src.dtype), src):
+                # (a negative int round-trips through an unsigned type: check the sign too)
+                if not np.array_equal(conv.astype(src.dtype), src) or (
+                        dt.base.kind == "u" and src.dtype.kind == "i" and (src < 0).any()):
                     raise OverflowError(f"{x!r} does not fit in {dt}")
             out = np.empty((), dtype=dt)
             out[()] = conv
@@ -179,6 +202,9 @@ class Codec:
                 a = np.asarray(xs)
             except Exception as exc:
                 raise TypeError(f"{what}: cannot make an array of {dt} from {type(xs).__name__}: {exc}") from None
+            if dt.base.kind in "iu" and a.dtype.kind in "fO":
+                exact = _exact_ints(xs, dt.base)
+                a = a if exact is None else exact
             if a.dtype == object:
                 raise TypeError(f"{what}: items of mixed or non-numeric type; expected {dt}")
         item_ndim = len(dt.shape) if dt.subdtype is not None else 0
@@ -193,7 +219,8 @@ class Codec:
                         raise TypeError(f"{what}: cannot use {a.dtype} as {dt.base}")
                     with np.errstate(all="ignore"):
                         conv = a.astype(dt.base)
-                        if not np.array_equal(conv.astype(a.dtype), a):
+                        if not np.array_equal(conv.astype(a.dtype), a) or (
+                                dt.base.kind == "u" and a.dtype.kind == "i" and (a < 0).any()):
                             raise OverflowError(f"{what}: values do not fit in {dt.base}")
                     a = conv
             out = np.ascontiguousarray(a, dtype=dt.base).reshape(-1, *dt.shape)

@@ -109,6 +109,21 @@ def test_record_and_subarray_dtypes():
     assert list(df.columns) == ["key.x", "key.n", "value[0]", "value[1]", "value[2]"]
     with pytest.raises(TypeError):
         m.add(np.array((0.0, 0), dtype=rec)[()], [1, 1, 1])
+    # lists of Python ints convert exactly (numpy alone would go through float64) ...
+    k0 = np.array((0.0, 0), dtype=rec)[()]
+    m.insert(k0, [0, 1, 2**63 + 1])
+    assert m.get(k0).tolist() == [0, 1, 2**63 + 1]
+    before = state(m)
+    # ... and never wrap: a negative or too large int is an error, the map unchanged
+    for bad in ([0, 0, -1], [0, 0, 2**64], [0, 0, 1.5]):
+        with pytest.raises((OverflowError, TypeError)):
+            m.insert(k0, bad)
+    with pytest.raises(OverflowError):
+        m.insert_many(np.array([(9.0, 9)], dtype=rec), np.array([[0, 0, -1]]))
+    assert state(m) == before
+    u = SeqMap(np.uint64, np.uint8)
+    assert u.insert_many([2**63 + 1, 1], [1, 2]).tolist() == [False, False]
+    assert u.get(2**63 + 1) == 1
 
 
 def test_batch_calls():
