@@ -50,9 +50,11 @@ mix with removes on a map without them, ...) raises :class:`UnsupportedRun`, a
 from __future__ import annotations
 
 import importlib
+import inspect
 import itertools
 import json
 import math
+import os
 import threading
 import time
 import warnings
@@ -120,6 +122,7 @@ def _make(spec, key_dtype, value_dtype, capacity, options):
 # control block shared by the threads of one run: arrival counter and start flag on their
 # own 128-byte lines (arrivals write one line while every waiter polls the other)
 _ARRIVED = 0
+_SLEEP_CAP = 1  # longest sleep of a waiting thread, us (written before any thread starts)
 _GO = LINE_WORDS
 _CTL_WORDS = 2 * LINE_WORDS
 _GO_RUN = 1
@@ -144,7 +147,9 @@ def _arrive_and_wait(ctl):
     """Announce this thread, wait for the start flag; True to run, False when aborted."""
     # relaxed is enough for the count: the main thread only compares it with T
     atomic_fetch_add(ctl, _ARRIVED, numba.uint64(1), "relaxed")
+    cap = numba.uint32(ctl[_SLEEP_CAP])
     spins = 0
+    nap = numba.uint32(10)
     while True:
         # acquire pairs with the release store of _release: nothing the main thread did
         # before raising the flag (it touches no shared data) can be reordered after it
@@ -155,7 +160,11 @@ def _arrive_and_wait(ctl):
             cpu_relax()
             spins += 1
         else:
-            _usleep(numba.uint32(20))
+            # doubling naps up to the cap: hundreds of waiters must not starve the threads
+            # still being started, yet a few waiters must start promptly
+            _usleep(nap)
+            if nap < cap:
+                nap = min(cap, nap * numba.uint32(2))
 
 
 @numba.njit(**JIT)
@@ -370,6 +379,11 @@ def _run_threads(m, njit, streams, key_dtype, value_dtype, sample_every, timeout
 
     if njit:
         ctl = np.zeros(_CTL_WORDS, np.uint64)
+        # a waiter naps at most this long: 40 us while threads fit the cores (prompt start),
+        # up to 20 us per thread beyond (few wake-ups; the cores are busy from the first
+        # wakers on, so the start skew of the sleepers costs no throughput)
+        cores = os.cpu_count() or 1
+        ctl[_SLEEP_CAP] = 40 if T <= cores else min(5000, 20 * T)
         every_mask = np.int64(sample_every - 1) if nlat else 0
         kernel, kernel_sampled = _kernels_for(m)
 
@@ -591,25 +605,38 @@ def _check_int(name, v, lo, hi=None):
     return v
 
 
-def _needs(mix, keys, threads, load_factor):
-    needs = set()
-    if mix["remove"] > 0:
-        needs.add("remove")
+#: a fixed-capacity map is asked to hold at most this fill; more keys need a map that grows
+GROW_FILL = 0.9
+
+
+def _needs(mix, keys, ops, capacity, prefill):
+    """Workload needs (``baselines.NEEDS`` vocabulary) of a point, for ``MapSpec.check``."""
+    needs = {n for n in ("read", "insert", "remove", "update", "upsert") if mix[n] > 0}
     if mix["rmw"] > 0:
         needs.add("add")
-    if load_factor is not None:
-        needs.add("fixed_capacity")
+    # the most keys the table may hold: the prefill (or loaded records) plus the net inserts
+    n_ins = ops * (mix["insert"] + mix["upsert"]) / 100.0
+    n_rem = ops * mix["remove"] / 100.0 if keys == "bustle" else 0.0
+    if capacity * prefill + max(n_ins - n_rem, 0.0) > GROW_FILL * capacity:
+        needs.add("grow")
     return needs
 
 
-def _spec_check(spec, needs, threads):
+def _spec_check(spec, needs, threads, key_dtype, value_dtype):
     check = getattr(spec, "check", None)
     if check is None:
         return
     try:
-        check(needs, threads)
+        params = inspect.signature(check).parameters
+    except (TypeError, ValueError):
+        params = {}
+    try:
+        if "key_dtype" in params:
+            check(needs, threads, key_dtype=key_dtype, value_dtype=value_dtype)
+        else:
+            check(needs, threads)
     except ValueError as exc:
-        raise UnsupportedRun(f"{spec.name}: {exc}") from exc
+        raise UnsupportedRun(str(exc) if spec.name in str(exc) else f"{spec.name}: {exc}") from exc
 
 
 def _warm_up(spec, key_dtype, value_dtype, options, njit, sample_every):
@@ -692,16 +719,19 @@ def run(map="seqmap", workload=None, threads=1, capacity=1 << 16, ops=1_000_000,
         if dt.name not in STREAM_DTYPES:
             raise ValueError(f"{what}: the harness drives 64-bit integer maps {STREAM_DTYPES}, got {dt}")
     options = dict(map_options or {})
+    ops_per_thread = max(1, ops // threads)
     if load_factor is not None:
         load_factor = float(load_factor)
         if not 0.0 < load_factor < 1.0:
             raise ValueError(f"load_factor: a fill in (0, 1), got {load_factor}")
         options.update(_fixed_capacity_options(spec, load_factor))
+        needs = _needs(mix, keys, ops_per_thread * threads, capacity, load_factor) - {"grow"}
+    else:
+        needs = _needs(mix, keys, ops_per_thread * threads, capacity, prefill)
     njit = bool(getattr(spec, "njit", True))
-    _spec_check(spec, _needs(mix, keys, threads, load_factor), threads)
+    _spec_check(spec, needs, threads, key_dtype, value_dtype)
     if probes is None:
         probes = load_factor is not None
-    ops_per_thread = max(1, ops // threads)
 
     # 1. streams (untimed). With a load factor the fill is relative to the real capacity.
     eff_capacity = capacity
@@ -766,13 +796,21 @@ def run(map="seqmap", workload=None, threads=1, capacity=1 << 16, ops=1_000_000,
 
 
 def _fixed_capacity_options(spec, load_factor):
-    """Constructor options that keep a table at its capacity up to `load_factor`."""
-    fixed = getattr(spec, "fixed_capacity_options", None)
-    if callable(fixed):
-        return dict(fixed(load_factor))
-    if getattr(spec, "grows", True):
-        return {"max_load": min(0.99, max(0.75, load_factor + 0.04))}
-    return {}
+    """Constructor options that keep a table at its capacity up to `load_factor`.
+
+    A map that grows must take ``max_load`` (set just above the target, so the table is
+    measured at the fill asked for, not after a resize); a fixed-capacity map needs none.
+    """
+    if not getattr(spec, "grows", True):
+        return {}
+    try:
+        params = inspect.signature(_factory(spec)).parameters
+    except (TypeError, ValueError):
+        params = {}
+    if "max_load" not in params and not any(p.kind == p.VAR_KEYWORD for p in params.values()):
+        raise UnsupportedRun(f"{spec.name}: it grows by itself and has no max_load option, so "
+                             "it cannot be held at a fixed capacity for a load-factor point")
+    return {"max_load": min(0.99, max(0.75, load_factor + 0.04))}
 
 
 # =========================================================================== sweeps
