@@ -107,7 +107,7 @@ resizer descheduled on an oversubscribed machine gets the CPU back (HAZARDS 5).
 From numba
 ----------
 ``numba.typeof(arr)`` is a :class:`SeqArrayType` whose data model holds only the header
-array (unboxing costs one attribute lookup and one array unbox, HAZARDS 8). Inside
+address (unboxing costs one attribute lookup, HAZARDS 8; no reference counting inside). Inside
 ``@njit(nogil=True)`` code, for bool/integer/float dtypes:
 
 - ``arr.get(i)`` returns the value; raises ``IndexError`` (index outside the capacity,
@@ -688,6 +688,7 @@ class SeqArray:
         hdr[H_NW] = self._nw
         hdr[H_STRIDE] = self._stride
         self._hdr = hdr
+        self._hdr_addr = int(hdr.ctypes.data)  # what njit code unboxes (see SeqArrayType)
         self._cls = cls
         self._finalizer = weakref.finalize(self, _free_buffers, self._owned)
 
@@ -868,14 +869,19 @@ class SeqArray:
 
 
 class SeqArrayType(types.Type):
-    """numba type of a :class:`SeqArray`; the data model holds only the header array."""
+    """numba type of a :class:`SeqArray`.
+
+    The data model is one uint64: the address of the header array. Unboxing reads one
+    int attribute, and using the header inside njit code involves no reference counting
+    (a model holding the header *array* costs an atomic incref/decref pair per call of
+    ``get``/``set``, measured at several ns each). Safe because the header lives as long
+    as the SeqArray, which the caller of the njit function keeps alive for the call; a
+    SeqArray cannot be returned from or stored by njit code (there is no boxing).
+    """
 
     def __init__(self, dtype):
         self.dtype = dtype
         super().__init__(name=f"SeqArray({dtype})")
-
-
-_HDR_TYPE = types.Array(types.uint64, 1, "C")
 
 
 @typeof_impl.register(SeqArray)
@@ -886,23 +892,28 @@ def _typeof_seqarray(val, c):
 @register_model(SeqArrayType)
 class _SeqArrayModel(models.StructModel):
     def __init__(self, dmm, fe_type):
-        super().__init__(dmm, fe_type, [("hdr", _HDR_TYPE)])
+        super().__init__(dmm, fe_type, [("addr", types.uint64)])
 
 
-make_attribute_wrapper(SeqArrayType, "hdr", "hdr")
+make_attribute_wrapper(SeqArrayType, "addr", "addr")
+
+
+@numba.njit(inline="always", **JIT)
+def _hdr_of(arr):
+    """The header of a SeqArray inside njit code, as an unowned uint64 view."""
+    return raw_words(arr.addr, HEADER_WORDS)
 
 
 @unbox(SeqArrayType)
 def _unbox_seqarray(typ, obj, c):
     sa = cgutils.create_struct_proxy(typ)(c.context, c.builder)
     is_error = cgutils.alloca_once_value(c.builder, cgutils.false_bit)
-    hdr_obj = c.pyapi.object_getattr_string(obj, "_hdr")
-    with c.builder.if_else(cgutils.is_not_null(c.builder, hdr_obj)) as (ok, failed):
+    addr_obj = c.pyapi.object_getattr_string(obj, "_hdr_addr")
+    with c.builder.if_else(cgutils.is_not_null(c.builder, addr_obj)) as (ok, failed):
         with ok:
-            native = c.unbox(_HDR_TYPE, hdr_obj)
-            c.pyapi.decref(hdr_obj)
-            sa.hdr = native.value
-            c.builder.store(native.is_error, is_error)
+            sa.addr = c.pyapi.long_as_ulonglong(addr_obj)
+            c.pyapi.decref(addr_obj)
+            c.builder.store(cgutils.is_not_null(c.builder, c.pyapi.err_occurred()), is_error)
         with failed:  # AttributeError already set
             c.builder.store(cgutils.true_bit, is_error)
     return NativeValue(sa._getvalue(), is_error=c.builder.load(is_error))
@@ -916,7 +927,7 @@ def _scalar_only(arr, what):
         )
 
 
-@overload_method(SeqArrayType, "get", jit_options=JIT)
+@overload_method(SeqArrayType, "get", inline="always", jit_options=JIT)
 def _ov_get(arr, i):
     _scalar_only(arr, "get")
     if not isinstance(i, types.Integer):
@@ -924,9 +935,10 @@ def _ov_get(arr, i):
     dt = arr.dtype
 
     def impl(arr, i):
-        st, w, retries = _read1(arr.hdr, i)
+        hdr = _hdr_of(arr)
+        st, w, retries = _read1(hdr, i)
         if retries:
-            _count(arr.hdr, H_READ_RETRIES, retries)
+            _count(hdr, H_READ_RETRIES, retries)
         if st == ST_INDEX:
             raise IndexError("SeqArray.get: index out of range", i)
         if st == ST_UNINIT:
@@ -959,7 +971,7 @@ def _range_check(vty, dt):
     return None
 
 
-@overload_method(SeqArrayType, "set", jit_options=JIT)
+@overload_method(SeqArrayType, "set", inline="always", jit_options=JIT)
 def _ov_set(arr, i, v):
     _scalar_only(arr, "set")
     if not isinstance(i, types.Integer):
@@ -979,9 +991,10 @@ def _ov_set(arr, i, v):
     if check is not None:
         def impl(arr, i, v):
             check(v)
-            st, waits = _write1(arr.hdr, i, value_word(dt(v)))
+            hdr = _hdr_of(arr)
+            st, waits = _write1(hdr, i, value_word(dt(v)))
             if waits:
-                _count(arr.hdr, H_WRITE_WAITS, waits)
+                _count(hdr, H_WRITE_WAITS, waits)
             if st == ST_INDEX:
                 raise IndexError("SeqArray.set: index out of range", i)
     elif f32:
@@ -989,16 +1002,18 @@ def _ov_set(arr, i, v):
             x = dt(v)
             if np.isinf(x) and not np.isinf(v):
                 raise OverflowError("SeqArray.set: value overflows float32", v)
-            st, waits = _write1(arr.hdr, i, value_word(x))
+            hdr = _hdr_of(arr)
+            st, waits = _write1(hdr, i, value_word(x))
             if waits:
-                _count(arr.hdr, H_WRITE_WAITS, waits)
+                _count(hdr, H_WRITE_WAITS, waits)
             if st == ST_INDEX:
                 raise IndexError("SeqArray.set: index out of range", i)
     else:
         def impl(arr, i, v):
-            st, waits = _write1(arr.hdr, i, value_word(dt(v)))
+            hdr = _hdr_of(arr)
+            st, waits = _write1(hdr, i, value_word(dt(v)))
             if waits:
-                _count(arr.hdr, H_WRITE_WAITS, waits)
+                _count(hdr, H_WRITE_WAITS, waits)
             if st == ST_INDEX:
                 raise IndexError("SeqArray.set: index out of range", i)
 
@@ -1008,9 +1023,9 @@ def _ov_set(arr, i, v):
 @overload(len, jit_options=JIT)
 def _ov_len(arr):
     if isinstance(arr, SeqArrayType):
-        return lambda arr: atomic_load(arr.hdr, H_LEN, "relaxed")
+        return lambda arr: atomic_load(_hdr_of(arr), H_LEN, "relaxed")
 
 
 @overload_attribute(SeqArrayType, "capacity", jit_options=JIT)
 def _ov_capacity(arr):
-    return lambda arr: _capacity(arr.hdr)
+    return lambda arr: _capacity(_hdr_of(arr))
