@@ -11,7 +11,9 @@
    ``@njit`` code against the same loop over a plain numpy array, both over the same
    number of cells (in cache), in the same run. The plain loop is the speed reference:
    LLVM vectorises it, whereas every seqlocked access is a header load, a generation
-   check and two sequence loads (get) or a CAS and a release store (set).
+   check and two sequence loads (get) or a CAS and a release store (set). A third row
+   reads the cells in a random permutation order, where the plain loop cannot be
+   vectorised either: that ratio is the per-access cost of the seqlock.
 3. **Python fast path.** One Python-level ``arr.get`` / ``arr.set`` (one kernel call
    each) against numpy's scalar ``a[i]`` / ``a[i] = v``.
 
@@ -136,14 +138,41 @@ def _np_get(a, n, reps):
     return monotonic_ns() - t0, s
 
 
+@numba.njit(**JIT)
+def _sa_get_idx(arr, idx, reps):
+    t0 = monotonic_ns()
+    s = numba.uint64(0)
+    for r in range(reps):
+        for k in range(idx.shape[0]):
+            s += arr.get(idx[k])
+    return monotonic_ns() - t0, s
+
+
+@numba.njit(**JIT)
+def _np_get_idx(a, idx, reps):
+    t0 = monotonic_ns()
+    s = numba.uint64(0)
+    for r in range(reps):
+        for k in range(idx.shape[0]):
+            s += a[idx[k]]
+    return monotonic_ns() - t0, s
+
+
 def cell_cost(n, reps, trials):
     arr = SeqArray(np.uint64, capacity=n)
     a = np.zeros(n, np.uint64)
     t = time.perf_counter()
     _sa_set(arr, n, 1), _sa_get(arr, n, 1), _np_set(a, n, 1), _np_get(a, n, 1)
     warm_s = time.perf_counter() - t
-    rows = {"set": ([], []), "get": ([], [])}
+    idx = np.random.default_rng(1).permutation(n).astype(np.int64)
+    _sa_get_idx(arr, idx, 1), _np_get_idx(a, idx, 1)
+    rows = {"set": ([], []), "get": ([], []), "get, random order": ([], [])}
     for _ in range(trials):
+        ns, s1 = _sa_get_idx(arr, idx, reps)
+        rows["get, random order"][0].append(ns)
+        ns, s2 = _np_get_idx(a, idx, reps)
+        rows["get, random order"][1].append(ns)
+        assert s1 == s2
         rows["set"][0].append(_sa_set(arr, n, reps))
         rows["set"][1].append(_np_set(a, n, reps))
         ns, s1 = _sa_get(arr, n, reps)
@@ -216,9 +245,9 @@ def main(quick=False):
     cc = cell_cost(n_cells, reps_cells, trials)
     print(f"\nsingle thread, njit, uint64 cells: {n_cells} cells x {reps_cells} passes (median of {trials};"
           f" warm-up incl. compile {cc['warmup_s']:.2f} s)")
-    for op in ("get", "set"):
+    for op in ("get", "set", "get, random order"):
         r = cc[op]
-        print(f"  {op}: SeqArray {r['seqarray_ns']:6.2f} ns/op   numpy loop {r['numpy_ns']:6.2f} ns/op"
+        print(f"  {op + ':':18s} SeqArray {r['seqarray_ns']:6.2f} ns/op   numpy loop {r['numpy_ns']:6.2f} ns/op"
               f"   SeqArray/numpy = {r['ratio']:.1f}x")
 
     py = python_path(calls)

@@ -868,6 +868,10 @@ class SeqArray:
 # =================================================================== numba integration
 
 
+#: bump whenever the data model below or the header/buffer layout changes
+_LAYOUT_VERSION = 2
+
+
 class SeqArrayType(types.Type):
     """numba type of a :class:`SeqArray`.
 
@@ -881,7 +885,11 @@ class SeqArrayType(types.Type):
 
     def __init__(self, dtype):
         self.dtype = dtype
-        super().__init__(name=f"SeqArray({dtype})")
+        # the layout version is part of the type's key: numba's on-disk cache keys compiled
+        # functions by their argument types and the *caller's* source file only, so a
+        # change of this data model must change the type, or a cached caller elsewhere
+        # would run against the old layout
+        super().__init__(name=f"SeqArray({dtype}, layout={_LAYOUT_VERSION})")
 
 
 @typeof_impl.register(SeqArray)
