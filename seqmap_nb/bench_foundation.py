@@ -63,22 +63,22 @@ def _aligned_words(n):
     return raw[off : off + n]
 
 
-def false_sharing_once(n, padded, atomic):
-    """Seconds for two threads to do n increments each on their own counter."""
+def false_sharing_once(n, padded, atomic, threads=2):
+    """Seconds for `threads` threads (1 or 2) to do n increments each on their own counter."""
     counters = _aligned_words(4 * LINE_WORDS)
     gate = np.zeros(2, np.int64)
     times = np.zeros(4, np.int64)
     idx = (0, LINE_WORDS) if padded else (0, 1)
-    threads = [
-        threading.Thread(target=_bump_counter, args=(counters, idx[t], n, atomic, gate, 2, times, t))
-        for t in range(2)
+    ts = [
+        threading.Thread(target=_bump_counter, args=(counters, idx[t], n, atomic, gate, threads, times, t))
+        for t in range(threads)
     ]
-    for t in threads:
+    for t in ts:
         t.start()
-    for t in threads:
+    for t in ts:
         t.join()
-    assert counters[idx[0]] == n and counters[idx[1]] == n  # each thread owns its counter
-    return (times[1::2].max() - times[0::2].min()) / 1e9
+    assert all(counters[idx[t]] == n for t in range(threads))  # each thread owns its counter
+    return (times[1 : 2 * threads : 2].max() - times[0 : 2 * threads : 2].min()) / 1e9
 
 
 def false_sharing(n, reps):
@@ -87,13 +87,17 @@ def false_sharing(n, reps):
     out = {}
     for atomic in (True, False):
         kind = "fetch_add" if atomic else "plain store"
-        adj, pad = [], []
-        for _ in range(reps):  # interleaved, so both see the same machine load
+        adj, pad, solo = [], [], []
+        for _ in range(reps):  # interleaved, so all three see the same machine load
             adj.append(false_sharing_once(n, False, atomic))
             pad.append(false_sharing_once(n, True, atomic))
-        a, p = statistics.median(adj), statistics.median(pad)
-        out[kind] = dict(adjacent_s=a, padded_s=p, ratio=a / p,
-                         adjacent_ns_per_op=a / n * 1e9, padded_ns_per_op=p / n * 1e9)
+            solo.append(false_sharing_once(n, True, atomic, threads=1))
+        a, p, o = statistics.median(adj), statistics.median(pad), statistics.median(solo)
+        # padded / solo near 1: the two threads really ran on two cores at once; near 2:
+        # the scheduler time-sliced them on one core and nothing could be shared falsely
+        out[kind] = dict(adjacent_s=a, padded_s=p, solo_s=o, ratio=a / p, parallelism=2 * o / p,
+                         adjacent_ns_per_op=a / n * 1e9, padded_ns_per_op=p / n * 1e9,
+                         solo_ns_per_op=o / n * 1e9)
     return out
 
 
@@ -240,7 +244,8 @@ def main(quick=False):
     print(f"\nfalse sharing: 2 threads x {n_fs} increments of their own counter (median of {reps_fs})")
     for kind, r in fs.items():
         print(f"  {kind:12s} adjacent {r['adjacent_ns_per_op']:7.2f} ns/op   padded {r['padded_ns_per_op']:7.2f} ns/op"
-              f"   adjacent/padded = {r['ratio']:.2f}x")
+              f"   adjacent/padded = {r['ratio']:.2f}x   (1 thread alone {r['solo_ns_per_op']:.2f} ns/op:"
+              f" parallel speed-up when padded {r['parallelism']:.2f} of 2)")
 
     cc = cell_cost(n_cells, reps_cells, trials)
     print(f"\nsingle thread, njit, uint64 cells: {n_cells} cells x {reps_cells} passes (median of {trials};"
