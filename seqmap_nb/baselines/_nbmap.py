@@ -40,6 +40,7 @@ from numba.extending import (
     make_attribute_wrapper,
     models,
     overload,
+    overload_attribute,
     overload_method,
     register_model,
     typeof_impl,
@@ -47,6 +48,7 @@ from numba.extending import (
 )
 
 from .._codec import Codec, scalar_word, word_scalar
+from .._unsafe import raw_words
 from . import _table as T
 
 # kernel status codes (shared with _table)
@@ -190,6 +192,12 @@ class WordMap:
         vt = numba.from_dtype(self.value_dtype) if self._vc.scalar else None
         self._nbtype = WordMapType(self._kind, kt, vt)
         self._stats0 = dict(read_retries=0, write_waits=0, resizes=0)
+
+    def _bind(self, hdr):
+        """Adopt `hdr` as the header (never replaced); njit code sees its address and length."""
+        self._hdr = hdr
+        self._hdr_addr = int(hdr.ctypes.data)
+        self._hdr_len = int(hdr.shape[0])
 
     # -------------------------------------------------------------- encoding helpers
     def _key_rows(self, keys, what="keys"):
@@ -416,16 +424,26 @@ class WordMapType(types.Type):
         super().__init__(name=f"WordMap[{kind}]({key_ty}, {val_ty})")
 
 
-_HDR = types.Array(types.uint64, 1, "C")
 
 
 @register_model(WordMapType)
 class _WordMapModel(models.StructModel):
+    """The header's address and length, not the array: reading an array member out of a
+    struct increfs and decrefs its meminfo (two atomic RMWs, ~25 ns a call measured), while
+    a ``raw_words`` view of the address carries no meminfo and costs nothing. The Python
+    object owns the header array and outlives every call it is passed to."""
+
     def __init__(self, dmm, fe_type):
-        super().__init__(dmm, fe_type, [("hdr", _HDR)])
+        super().__init__(dmm, fe_type, [("hdr_addr", types.uint64), ("hdr_len", types.int64)])
 
 
-make_attribute_wrapper(WordMapType, "hdr", "hdr")
+make_attribute_wrapper(WordMapType, "hdr_addr", "hdr_addr")
+make_attribute_wrapper(WordMapType, "hdr_len", "hdr_len")
+
+
+@overload_attribute(WordMapType, "hdr", inline="always")
+def _ov_hdr(m):
+    return lambda m: raw_words(m.hdr_addr, m.hdr_len)
 
 
 @typeof_impl.register(WordMap)
@@ -435,12 +453,20 @@ def _typeof_wordmap(val, c):
 
 @unbox(WordMapType)
 def _unbox_wordmap(typ, obj, c):
-    hdr_obj = c.pyapi.object_getattr_string(obj, "_hdr")
-    native = c.unbox(_HDR, hdr_obj)
-    c.pyapi.decref(hdr_obj)
     st = cgutils.create_struct_proxy(typ)(c.context, c.builder)
-    st.hdr = native.value
-    return NativeValue(st._getvalue(), is_error=native.is_error)
+    err = cgutils.alloca_once_value(c.builder, cgutils.false_bit)
+    for attr, field, ty in (("_hdr_addr", "hdr_addr", types.uint64), ("_hdr_len", "hdr_len", types.int64)):
+        o = c.pyapi.object_getattr_string(obj, attr)
+        with c.builder.if_else(cgutils.is_not_null(c.builder, o)) as (ok, missing):
+            with ok:
+                nv = c.unbox(ty, o)
+                c.pyapi.decref(o)
+                setattr(st, field, nv.value)
+                with c.builder.if_then(nv.is_error):
+                    c.builder.store(cgutils.true_bit, err)
+            with missing:
+                c.builder.store(cgutils.true_bit, err)
+    return NativeValue(st._getvalue(), is_error=c.builder.load(err))
 
 
 # ------------------------------------------------------------------ njit coercions

@@ -342,7 +342,7 @@ class CasMap(WordMap):
         hdr[H_CAP] = cap
         if not alloc(hdr):
             raise MemoryError(f"cannot allocate {cap} slots")
-        self._hdr = hdr
+        self._bind(hdr)
         self.bytes_per_slot = SW * 8
         self._finalizer = weakref.finalize(self, release, hdr)
 

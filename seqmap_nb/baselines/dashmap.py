@@ -439,7 +439,7 @@ class DashMap(WordMap):
             hdr[b + T.M_THRESH] = T.threshold_of(per, max_load)
         if init_buffers(hdr) != OK:
             raise MemoryError(f"cannot allocate {per * ns} slots of {sw * 8} bytes")
-        self._hdr = hdr
+        self._bind(hdr)
         self.shards = ns
         self.max_load = float(max_load)
         self.bytes_per_slot = sw * 8
