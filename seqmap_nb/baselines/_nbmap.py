@@ -414,6 +414,12 @@ _MISSING = object()
 # ------------------------------------------------------------------ the numba type
 
 
+#: bumped whenever the data model below changes: the type's name is part of the cache key
+#: of every cached kernel that takes a map, so such kernels recompile instead of unboxing
+#: with a stale layout
+LAYOUT_VERSION = 2
+
+
 class WordMapType(types.Type):
     """numba type of a word-kernel map: the kernel kind plus key and value scalar types."""
 
@@ -421,7 +427,7 @@ class WordMapType(types.Type):
         self.kind = kind
         self.key_ty = key_ty
         self.val_ty = val_ty
-        super().__init__(name=f"WordMap[{kind}]({key_ty}, {val_ty})")
+        super().__init__(name=f"WordMap[{kind}, layout {LAYOUT_VERSION}]({key_ty}, {val_ty})")
 
 
 
