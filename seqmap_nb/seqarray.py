@@ -868,8 +868,8 @@ class SeqArray:
 # =================================================================== numba integration
 
 
-#: bump whenever the data model below or the header/buffer layout changes
-_LAYOUT_VERSION = 2
+#: bump whenever the data model, the header/buffer layout or the njit methods change
+_LAYOUT_VERSION = 3
 
 
 class SeqArrayType(types.Type):
@@ -935,7 +935,7 @@ def _scalar_only(arr, what):
         )
 
 
-@overload_method(SeqArrayType, "get", inline="always", jit_options=JIT)
+@overload_method(SeqArrayType, "get", jit_options=JIT)
 def _ov_get(arr, i):
     _scalar_only(arr, "get")
     if not isinstance(i, types.Integer):
@@ -979,7 +979,7 @@ def _range_check(vty, dt):
     return None
 
 
-@overload_method(SeqArrayType, "set", inline="always", jit_options=JIT)
+@overload_method(SeqArrayType, "set", jit_options=JIT)
 def _ov_set(arr, i, v):
     _scalar_only(arr, "set")
     if not isinstance(i, types.Integer):
