@@ -16,6 +16,9 @@ Recorded results
 from __future__ import annotations
 
 import os
+import re
+import warnings
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +27,18 @@ import pandas as pd
 QUICK = os.environ.get("SEQMAP_NB_QUICK", "").strip().lower() in ("1", "true", "yes", "on")
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO / "data"
+#: progress bars for sweeps: useful on long full-mode sweeps, noise in quick mode
+PROGRESS = not QUICK
+
+# Points a map cannot run are listed once per sweep by skipped() below, in a shorter form.
+warnings.filterwarnings("ignore", message="sweep: skipped", category=RuntimeWarning)
+try:  # numba's internal pedantic SSA check; it reports no problem of the code being run
+    from numba.core.errors import NumbaIRAssumptionWarning
+    warnings.filterwarnings("ignore", category=NumbaIRAssumptionWarning)
+except ImportError:  # pragma: no cover
+    pass
+# tqdm.auto falls back to the text bar without ipywidgets; the bar still works
+warnings.filterwarnings("ignore", message="IProgress not found")
 
 
 def pick(quick, full):
@@ -69,6 +84,7 @@ def results_or_run(run, filename="results.csv", use_recorded=True, data_dir=None
 
 def check_verified(df):
     """Every run's final state was checked; say so, or show the ones that failed."""
+    skipped(df)
     if "verified" not in df.columns:
         print("no verification column in this frame")
         return df
@@ -80,6 +96,21 @@ def check_verified(df):
     else:
         print(f"all {len(df)} runs verified (final map state checked against the op streams)")
     return df
+
+
+def skipped(df):
+    """One line per map: how many sweep points it could not run, and why."""
+    pts = df.attrs.get("skipped", []) if hasattr(df, "attrs") else []
+    if not pts:
+        return
+    why = Counter()
+    for label, reason in pts:
+        name = re.search(r"map=(\S+)", label)
+        reason = reason.split("cannot run this workload: ")[-1]
+        why[(name.group(1) if name else "?", reason)] += 1
+    print(f"skipped {len(pts)} point(s) the maps cannot run:")
+    for (name, reason), n in sorted(why.items()):
+        print(f"  {name} x{n}: {reason}")
 
 
 def medians(df, x, metric="mops", by=("map",)):
@@ -100,7 +131,7 @@ def compare(df, x, a="seqmap", b="dashmap", metric="mops"):
 
 
 def crossover(df, x, a="seqmap", b="dashmap", metric="mops"):
-    """A sentence: where along x `a` stops beating `b` (first x where the ratio drops below 1)."""
+    """A sentence: the range of a ÷ b along x, and the values of x at which b is faster."""
     c = compare(df, x, a, b, metric)
     if c.empty:
         return f"{a} or {b} missing: no comparison"
@@ -111,5 +142,5 @@ def crossover(df, x, a="seqmap", b="dashmap", metric="mops"):
             f"to {r.max():.2f}x (at {x}={hi:g}); ")
     if losing.empty:
         return head + f"{a} is ahead at every measured {x}."
-    return head + (f"{b} wins from {x}={losing.index.min():g} "
-                   f"({len(losing)} of {len(r)} points).")
+    at = ", ".join(f"{v:g}" for v in losing.index)
+    return head + f"{b} is faster at {x} = {at} ({len(losing)} of {len(r)} points)."

@@ -144,5 +144,5 @@ def test_common_crossover_sentence(monkeypatch):
             for t, s, d in [(0.0, 10, 5), (0.9, 6, 5), (1.2, 2, 5)]
             for m, v in (("seqmap", s), ("dashmap", d))]
     text = common.crossover(pd.DataFrame(rows), "theta")
-    assert "dashmap wins from theta=1.2 (1 of 3 points)" in text and "2.00x" in text
+    assert "dashmap is faster at theta = 1.2 (1 of 3 points)" in text and "2.00x" in text
     json.dumps(text)  # a plain string
