@@ -478,7 +478,8 @@ def _metric_vs(df, x, y, facet_cols, title, what, logy="auto", xaxis="linear", b
     facets = _facets(df, facet_cols)
     with style_context():
         fig, panels = _new_figure(len(facets), sharey=sharey)
-        allmed = _summary(df, x, y, _series_keys(df))["median"]
+        # the scale is chosen from every panel's medians (pooling panels would hide the spread)
+        allmed = pd.concat([_summary(sub, x, y, _series_keys(sub))["median"] for _, sub in facets])
         yscale = _scale_for(allmed) if logy == "auto" else ("log" if logy else "linear")
         handles = []
         for (ftitle, sub), (ax,) in zip(facets, panels):
@@ -598,9 +599,9 @@ def contention(df, by="theta", workloads=None, maps=None, logy="auto"):
     with style_context():
         fig, panels = _new_figure(len(facets), nrows_per_panel=2, panel=(3.7, 2.4))
         keys = _series_keys(df)
-        med_top = _summary(df, by, "mops", keys)["median"]
+        med_top = pd.concat([_summary(sub, by, "mops", keys)["median"] for _, sub in facets])
         yscale = _scale_for(med_top) if logy == "auto" else ("log" if logy else "linear")
-        low = pd.concat([_summary(df, by, c, keys)["median"]
+        low = pd.concat([_summary(sub, by, c, keys)["median"] for _, sub in facets
                          for c in ("retries_per_op", "waits_per_op") if c in df.columns])
         lscale = _scale_for(low)
         handles = []

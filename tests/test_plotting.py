@@ -180,6 +180,17 @@ def test_log_y_only_when_data_spans_decades():
     assert {ax.get_yscale() for ax in panels(forced)} == {"log"}
 
 
+def test_log_y_decided_from_each_panels_medians_not_pooled_ones():
+    # dict_lock is 100x slower than seqmap only within the read_heavy panel; pooling the
+    # workloads' runs into one median per map would hide that span
+    a = thread_frame(maps=("seqmap",), workloads=("read_heavy",), threads=(1,))
+    b = thread_frame(maps=("dict_lock",), workloads=("read_heavy",), threads=(1,)).assign(mops=0.5)
+    c = thread_frame(maps=("seqmap",), workloads=("exchange",), threads=(1,)).assign(mops=1.0)
+    d = thread_frame(maps=("dict_lock",), workloads=("exchange",), threads=(1,)).assign(mops=60.0)
+    fig = P.throughput_vs_threads(pd.concat([a, b, c, d], ignore_index=True))
+    assert {ax.get_yscale() for ax in panels(fig)} == {"log"}
+
+
 def test_workload_and_map_selection():
     fig = P.throughput_vs_threads(thread_frame(), workloads=["exchange"], maps=["seqmap", "cas"])
     (ax,) = panels(fig)
