@@ -120,29 +120,36 @@ def _quiet_numba():
         warnings.filterwarnings("ignore", category=w)
 
 
-def plan(maps, workloads, threads):
-    """The points of a bench sweep: (map, workload, threads) a map can run, and the rest.
+def _ops_for(spec, ops, threads):
+    return ops if spec.njit else max(threads, int(ops * PY_OPS_SHARE))
 
-    Returns (points, skipped) with skipped as (map, workload, threads, reason).
-    """
+
+def plan(conf):
+    """The points of a bench sweep: [(map, workload, threads, ops)] a map can run, and
+    [(map, workload, threads, reason)] for the ones it cannot."""
     from .baselines import REGISTRY
 
     from . import harness
 
-    points, skipped = [], []
-    for name in maps:
+    for name in conf["maps"]:
         if name not in REGISTRY:
             raise SystemExit(f"seqmap-nb: unknown map {name!r}; known: {', '.join(REGISTRY)}")
-    for wl in workloads:
+    for wl in conf["workloads"]:
         if wl not in harness.W.WORKLOADS:
             raise SystemExit(f"seqmap-nb: unknown workload {wl!r}; known: {', '.join(harness.W.WORKLOADS)}")
-    for n in threads:
+    for n in conf["threads"]:
         if not 1 <= n <= harness.MAX_THREADS:
             raise SystemExit(f"seqmap-nb: thread counts must be in 1..{harness.MAX_THREADS}, got {n}")
-    for name in maps:
-        for wl in workloads:
-            for n in threads:
-                points.append((name, wl, n))
+    points, skipped = [], []
+    for name in conf["maps"]:
+        for wl in conf["workloads"]:
+            for n in conf["threads"]:
+                ops = _ops_for(REGISTRY[name], conf["ops"], n)
+                ok, why = harness.supported(name, workload=wl, threads=n, capacity=conf["capacity"], ops=ops)
+                if ok:
+                    points.append((name, wl, n, ops))
+                else:
+                    skipped.append((name, wl, n, why))
     return points, skipped
 
 
@@ -160,20 +167,22 @@ def bench(args):
     out = args.out or os.path.join("results", _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ"))
 
     from . import harness, results
-    from .baselines import REGISTRY
 
-    points, _ = plan(conf["maps"], conf["workloads"], conf["threads"])
+    points, skipped = plan(conf)
     print(f"seqmap-nb bench: {len(conf['maps'])} maps x {len(conf['workloads'])} workloads x "
           f"threads {','.join(map(str, conf['threads']))}, {conf['ops']:,} ops per run, "
           f"capacity {conf['capacity']:,}, {conf['repeats']} repeats -> {out}", flush=True)
-    frames, skipped = [], []
+    t_pre = time.perf_counter()
+    pre = harness.precompile(list(dict.fromkeys(p[0] for p in points)))
+    if pre:
+        print(f"compiled or loaded the kernels of {len(pre)} maps in parallel: "
+              f"{time.perf_counter() - t_pre:.0f} s", flush=True)
+    frames = []
     from tqdm.auto import tqdm
 
     bar = tqdm(points, desc="bench", disable=args.no_progress, file=sys.stderr)
-    for name, wl, n in bar:
+    for name, wl, n, ops in bar:
         bar.set_postfix_str(f"{name} {wl} {n}t", refresh=False)
-        spec = REGISTRY[name]
-        ops = conf["ops"] if spec.njit else max(n, int(conf["ops"] * PY_OPS_SHARE))
         try:
             frames.append(harness.run(name, workload=wl, threads=n, capacity=conf["capacity"],
                                       ops=ops, repeats=conf["repeats"], seed=args.seed,

@@ -72,8 +72,8 @@ from . import workloads as W
 from ._unsafe import atomic_fetch_add, atomic_load, atomic_store, cpu_relax, cycles, monotonic_ns
 from .config import JIT, LINE_WORDS
 
-__all__ = ["run", "sweep", "probe_study", "verify", "UnsupportedRun", "MAX_THREADS",
-           "resolve_spec", "DEFAULT_MAPS"]
+__all__ = ["run", "sweep", "supported", "probe_study", "verify", "precompile", "UnsupportedRun",
+           "MAX_THREADS", "resolve_spec", "DEFAULT_MAPS"]
 
 #: the most threads one run may start (oversubscription is a supported case up to here)
 MAX_THREADS = 4096
@@ -142,6 +142,25 @@ def _usleep(typingctx, us):
     return sig, codegen
 
 
+@intrinsic
+def _thread_cpu_ns(typingctx):
+    """``clock_gettime(CLOCK_THREAD_CPUTIME_ID)``: CPU time this thread has run, ns."""
+    sig = types.int64()
+
+    def codegen(context, builder, signature, args):
+        i64 = ir.IntType(64)
+        ts_t = ir.LiteralStructType([i64, i64])  # struct timespec on LP64 Linux
+        ts = cgutils.alloca_once(builder, ts_t)
+        fnty = ir.FunctionType(ir.IntType(32), [ir.IntType(32), ts_t.as_pointer()])
+        fn = cgutils.get_or_insert_function(builder.module, fnty, "clock_gettime")
+        builder.call(fn, [ir.Constant(ir.IntType(32), 3), ts])  # 3 = CLOCK_THREAD_CPUTIME_ID
+        sec = builder.load(cgutils.gep_inbounds(builder, ts, 0, 0))
+        nsec = builder.load(cgutils.gep_inbounds(builder, ts, 0, 1))
+        return builder.add(builder.mul(sec, ir.Constant(i64, 1_000_000_000)), nsec)
+
+    return sig, codegen
+
+
 @numba.njit(**JIT)
 def _arrive_and_wait(ctl):
     """Announce this thread, wait for the start flag; True to run, False when aborted."""
@@ -199,7 +218,10 @@ def _value_ok(r, expect, mask, lenient):
     return lenient and (r & mask) == 0
 
 
-@numba.njit(inline="always", **JIT)
+# Not cached on its own (it is compiled into each kernel that calls it, and cached there):
+# its cache index would hold every map type it ever saw, including types of modules that
+# another process cannot import (see _kernels_for).
+@numba.njit(**dict(JIT, cache=False))
 def _apply(m, op, k, v, e, vmask, tmask, lenient):
     """Do one stream op on the map; True when its outcome is the expected one.
 
@@ -240,9 +262,11 @@ def _apply(m, op, k, v, e, vmask, tmask, lenient):
 
 @numba.njit(**JIT)
 def _kernel(m, ctl, ops, keys, vals, exp, vmask, tmask, lenient):
-    """Walk one thread's stream: (start_ns, end_ns, mismatches, first mismatch index, ran)."""
+    """Walk one thread's stream: (start_ns, end_ns, mismatches, first mismatch index, ran,
+    thread CPU ns)."""
     if not _arrive_and_wait(ctl):
-        return 0, 0, 0, -1, 0
+        return 0, 0, 0, -1, 0, 0
+    cpu0 = _thread_cpu_ns()
     t0 = monotonic_ns()
     bad = 0
     first = -1
@@ -252,34 +276,35 @@ def _kernel(m, ctl, ops, keys, vals, exp, vmask, tmask, lenient):
                 first = i
             bad += 1
     t1 = monotonic_ns()
-    return t0, t1, bad, first, 1
+    return t0, t1, bad, first, 1, _thread_cpu_ns() - cpu0
 
 
 @numba.njit(**JIT)
 def _kernel_sampled(m, ctl, ops, keys, vals, exp, vmask, tmask, lenient, lat, every_mask):
     """:func:`_kernel` that also stores the cycle count of every (every_mask+1)-th op in lat."""
     if not _arrive_and_wait(ctl):
-        return 0, 0, 0, -1, 0
+        return 0, 0, 0, -1, 0, 0
+    cpu0 = _thread_cpu_ns()
     t0 = monotonic_ns()
     bad = 0
     first = -1
     j = 0
     nlat = lat.shape[0]
+    c0 = numba.uint64(0)
     for i in range(ops.shape[0]):
-        if (i & every_mask) == 0 and j < nlat:
+        sample = (i & every_mask) == 0 and j < nlat
+        if sample:
             c0 = cycles()
-            ok = _apply(m, ops[i], keys[i], vals[i], exp[i], vmask, tmask, lenient)
-            c1 = cycles()
-            lat[j] = c1 - c0
+        ok = _apply(m, ops[i], keys[i], vals[i], exp[i], vmask, tmask, lenient)
+        if sample:
+            lat[j] = cycles() - c0
             j += 1
-        else:
-            ok = _apply(m, ops[i], keys[i], vals[i], exp[i], vmask, tmask, lenient)
         if not ok:
             if bad == 0:
                 first = i
             bad += 1
     t1 = monotonic_ns()
-    return t0, t1, bad, first, 1
+    return t0, t1, bad, first, 1, _thread_cpu_ns() - cpu0
 
 
 # The same kernels without the on-disk cache, for map types defined outside this package
@@ -410,9 +435,11 @@ def _run_threads(m, njit, streams, key_dtype, value_dtype, sample_every, timeout
         def body(t):
             try:
                 barrier.wait()
+                cpu0 = time.thread_time_ns()
                 t0 = time.monotonic_ns()
                 bad, first = _py_worker(m, pyops[t], pykeys[t], pyvals[t], pyexp[t], vm, lenient)
-                out[t] = (t0, time.monotonic_ns(), bad, first, 1)
+                t1 = time.monotonic_ns()
+                out[t] = (t0, t1, bad, first, 1, time.thread_time_ns() - cpu0)
             except threading.BrokenBarrierError:
                 errors.append(f"thread {t}: start barrier broken")
             except BaseException as exc:  # noqa: BLE001
@@ -458,8 +485,14 @@ def _run_threads(m, njit, streams, key_dtype, value_dtype, sample_every, timeout
     start = min(release, int(starts.min())) if len(done) else release
     seconds = (int(ends.max()) - start) / 1e9 if len(done) else math.nan
     first_bad = [(t, o[3]) for t, o in enumerate(out) if o is not None and o[2]]
+    # the share of the cores the run could use (all of them, or one per thread if fewer)
+    # that its threads actually ran on: ~1 on a quiet machine, lower when other processes
+    # took CPU time (or threads waited on each other off-CPU)
+    usable = min(T, os.cpu_count() or 1)
+    cpu = sum(int(o[5]) for o in done)
+    cpu_share = cpu / (seconds * 1e9 * usable) if done and seconds > 0 else math.nan
     return dict(seconds=seconds, bad=int(sum(o[2] for o in done)), first=first_bad,
-                errors=errors, lat_cycles=lat, finished=len(done))
+                errors=errors, lat_cycles=lat, finished=len(done), cpu_share=cpu_share)
 
 
 @numba.njit(**JIT)
@@ -639,11 +672,19 @@ def _spec_check(spec, needs, threads, key_dtype, value_dtype):
         raise UnsupportedRun(str(exc) if spec.name in str(exc) else f"{spec.name}: {exc}") from exc
 
 
-def _warm_up(spec, key_dtype, value_dtype, options, njit, sample_every):
-    """Compile (or load from cache) everything a run calls, on a throwaway map."""
+def _warm_up(spec, key_dtype, value_dtype, options, njit, sample_every, mix=None):
+    """Compile (or load from cache) everything a run calls, on a throwaway map.
+
+    The kernel compiles every op branch whatever the mix; `mix` (default: every op the
+    map supports) only decides which ops the tiny warm-up stream executes.
+    """
     t0 = time.perf_counter()
     m = _make(spec, key_dtype, value_dtype, 64, options)
-    s = W.bustle_streams(W._mix(40, 20, 10, 10, 10, 10), 1, 64, 16, 0.5, 12345)
+    if mix is None:
+        mix = W._mix(40, 20, 10, 10, 10, 10)
+        if not getattr(spec, "supports_remove", True):
+            mix = W._mix(50, 20, 0, 10, 10, 10)
+    s = W.bustle_streams(mix, 1, 64, 16, 0.5, 12345)
     m.insert_many(_as_dtype(s.prefill_keys, key_dtype), _as_dtype(s.prefill_vals, value_dtype))
     m.stats()
     m.memory_bytes()
@@ -676,6 +717,52 @@ def _stat_delta(after, before, name):
         return 0
 
 
+def _prepare(map, workload, threads, capacity, ops, prefill, keys, theta, hot_ops, hot_keys,
+             load_factor, mix, key_dtype, value_dtype, map_options):
+    """Validate and resolve one point's parameters; UnsupportedRun if the map cannot run it."""
+    spec = resolve_spec(map)
+    name, mix, keys, prefill, theta, hot_ops, hot_keys = _resolve_workload(
+        workload, mix, keys, prefill, theta, hot_ops, hot_keys)
+    threads = _check_int("threads", threads, 1, MAX_THREADS)
+    capacity = _check_int("capacity", capacity, 1, 1 << 40)
+    ops = _check_int("ops", ops, 1)
+    key_dtype, value_dtype = np.dtype(key_dtype), np.dtype(value_dtype)
+    for what, dt in (("key_dtype", key_dtype), ("value_dtype", value_dtype)):
+        if dt.name not in STREAM_DTYPES:
+            raise ValueError(f"{what}: the harness drives 64-bit integer maps {STREAM_DTYPES}, got {dt}")
+    options = dict(map_options or {})
+    ops_per_thread = max(1, ops // threads)
+    if load_factor is not None:
+        load_factor = float(load_factor)
+        if not 0.0 < load_factor < 1.0:
+            raise ValueError(f"load_factor: a fill in (0, 1), got {load_factor}")
+        options.update(_fixed_capacity_options(spec, load_factor))
+        needs = _needs(mix, keys, ops_per_thread * threads, capacity, load_factor) - {"grow"}
+    else:
+        needs = _needs(mix, keys, ops_per_thread * threads, capacity, prefill)
+    _spec_check(spec, needs, threads, key_dtype, value_dtype)
+    return dict(spec=spec, name=name, mix=mix, keys=keys, prefill=prefill, theta=theta,
+                hot_ops=hot_ops, hot_keys=hot_keys, threads=threads, capacity=capacity,
+                load_factor=load_factor, options=options, key_dtype=key_dtype,
+                value_dtype=value_dtype, njit=bool(getattr(spec, "njit", True)),
+                ops_per_thread=ops_per_thread)
+
+
+def supported(map="seqmap", workload=None, threads=1, capacity=1 << 16, ops=1_000_000,
+              prefill=None, keys=None, theta=None, hot_ops=None, hot_keys=None, load_factor=None,
+              mix=None, key_dtype="uint64", value_dtype="uint64", map_options=None, **_ignored):
+    """(True, "") if :func:`run` with these parameters would run, else (False, reason).
+
+    Bad parameters still raise (ValueError/TypeError); only capability refusals return.
+    """
+    try:
+        _prepare(map, workload, threads, capacity, ops, prefill, keys, theta, hot_ops, hot_keys,
+                 load_factor, mix, key_dtype, value_dtype, map_options)
+    except UnsupportedRun as exc:
+        return False, str(exc)
+    return True, ""
+
+
 def run(map="seqmap", workload=None, threads=1, capacity=1 << 16, ops=1_000_000, prefill=None,
         keys=None, theta=None, hot_ops=None, hot_keys=None, load_factor=None, mix=None,
         repeats=3, seed=0, key_dtype="uint64", value_dtype="uint64", sample_every=64,
@@ -703,33 +790,17 @@ def run(map="seqmap", workload=None, threads=1, capacity=1 << 16, ops=1_000_000,
 
     Raises UnsupportedRun (a ValueError) when the map cannot run the point.
     """
-    spec = resolve_spec(map)
-    name, mix, keys, prefill, theta, hot_ops, hot_keys = _resolve_workload(
-        workload, mix, keys, prefill, theta, hot_ops, hot_keys)
-    threads = _check_int("threads", threads, 1, MAX_THREADS)
-    capacity = _check_int("capacity", capacity, 1, 1 << 40)
-    ops = _check_int("ops", ops, 1)
+    P = _prepare(map, workload, threads, capacity, ops, prefill, keys, theta, hot_ops, hot_keys,
+                 load_factor, mix, key_dtype, value_dtype, map_options)
     repeats = _check_int("repeats", repeats, 1)
     seed = _check_int("seed", seed, 0)
     sample_every = _check_int("sample_every", sample_every, 0)
     if sample_every & (sample_every - 1):
         raise ValueError(f"sample_every: a power of two (or 0 = off), got {sample_every}")
-    key_dtype, value_dtype = np.dtype(key_dtype), np.dtype(value_dtype)
-    for what, dt in (("key_dtype", key_dtype), ("value_dtype", value_dtype)):
-        if dt.name not in STREAM_DTYPES:
-            raise ValueError(f"{what}: the harness drives 64-bit integer maps {STREAM_DTYPES}, got {dt}")
-    options = dict(map_options or {})
-    ops_per_thread = max(1, ops // threads)
-    if load_factor is not None:
-        load_factor = float(load_factor)
-        if not 0.0 < load_factor < 1.0:
-            raise ValueError(f"load_factor: a fill in (0, 1), got {load_factor}")
-        options.update(_fixed_capacity_options(spec, load_factor))
-        needs = _needs(mix, keys, ops_per_thread * threads, capacity, load_factor) - {"grow"}
-    else:
-        needs = _needs(mix, keys, ops_per_thread * threads, capacity, prefill)
-    njit = bool(getattr(spec, "njit", True))
-    _spec_check(spec, needs, threads, key_dtype, value_dtype)
+    spec, name, mix, keys, prefill, theta, hot_ops, hot_keys = (
+        P["spec"], P["name"], P["mix"], P["keys"], P["prefill"], P["theta"], P["hot_ops"], P["hot_keys"])
+    threads, capacity, load_factor, options = P["threads"], P["capacity"], P["load_factor"], P["options"]
+    key_dtype, value_dtype, njit, ops_per_thread = P["key_dtype"], P["value_dtype"], P["njit"], P["ops_per_thread"]
     if probes is None:
         probes = load_factor is not None
 
@@ -744,7 +815,8 @@ def run(map="seqmap", workload=None, threads=1, capacity=1 << 16, ops=1_000_000,
                              theta=theta if keys in ("zipf", "latest") else 0.99,
                              hot_ops=hot_ops, hot_keys=hot_keys)
     # 2. compile outside the clock
-    compile_s = _warm_up(spec, key_dtype, value_dtype, options, njit, sample_every if njit else 0)
+    compile_s = _warm_up(spec, key_dtype, value_dtype, options, njit, sample_every if njit else 0,
+                         mix=mix)
 
     prov = _results.provenance(machine)
     base = dict(map=spec.name, workload=name, mix=W.mix_json(mix), threads=threads,
@@ -789,6 +861,7 @@ def run(map="seqmap", workload=None, threads=1, capacity=1 << 16, ops=1_000_000,
             final_len=final_len, final_capacity=final_cap,
             final_load_factor=final_len / final_cap if final_cap == final_cap else math.nan,
             peak_mem_bytes=max(mem0, mem1), probe_mean=pmean, probe_p99=pp99,
+            cpu_share=out["cpu_share"],
             verified=bool(ok), verify_detail=detail, compile_s=compile_s if rep == 0 else 0.0,
             **dict(prov, utc_time=_results.utc_now())))
         del m
@@ -811,6 +884,51 @@ def _fixed_capacity_options(spec, load_factor):
         raise UnsupportedRun(f"{spec.name}: it grows by itself and has no max_load option, so "
                              "it cannot be held at a fixed capacity for a load-factor point")
     return {"max_load": min(0.99, max(0.75, load_factor + 0.04))}
+
+
+def _precompile_one(name, key_dtype, value_dtype, sample_every):
+    spec = resolve_spec(name)
+    njit = bool(getattr(spec, "njit", True))
+    warnings.filterwarnings("ignore", module="numba")
+    return name, _warm_up(spec, np.dtype(key_dtype), np.dtype(value_dtype), {}, njit,
+                          sample_every if njit else 0)
+
+
+def precompile(maps, key_dtype="uint64", value_dtype="uint64", sample_every=64, workers=None):
+    """Fill the on-disk kernel cache for several registry maps in parallel processes.
+
+    Compilation is single-threaded and holds the GIL, so on a fresh install a sweep over
+    many maps spends minutes compiling one map after another; worker processes compile
+    them side by side (one per core), and the sweep then loads every kernel from the
+    cache. Does nothing when caching is off. Returns {map: seconds} of the workers.
+    """
+    from .config import CACHE
+
+    names = [m for m in maps if isinstance(m, str)]
+    if not CACHE or len(names) < 2:
+        return {}
+    # the parts every map shares compile once, here, before the workers load them
+    W.bustle_streams(W._mix(40, 20, 10, 10, 10, 10), 1, 64, 16, 0.5, 1)
+    cycle_calibration()
+    _release(np.zeros(_CTL_WORDS, np.uint64), _GO_ABORT)
+    workers = workers or min(len(names), os.cpu_count() or 1)
+    if workers < 2:
+        return {}
+    import concurrent.futures as cf
+    import multiprocessing as mp
+
+    out = {}
+    ctx = mp.get_context("spawn")
+    with cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+        futs = [pool.submit(_precompile_one, n, str(np.dtype(key_dtype)), str(np.dtype(value_dtype)),
+                            sample_every) for n in names]
+        for f in futs:
+            try:
+                name, secs = f.result()
+                out[name] = secs
+            except Exception as exc:  # noqa: BLE001 - the sweep compiles it itself then
+                warnings.warn(f"precompile: {exc}", RuntimeWarning, stacklevel=2)
+    return out
 
 
 # =========================================================================== sweeps

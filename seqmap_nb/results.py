@@ -40,7 +40,8 @@ METRICS = {
     "p99_ns": "float", "p999_ns": "float", "retries_per_op": "float", "waits_per_op": "float",
     "resizes": "int", "final_len": "int", "final_capacity": "float",
     "final_load_factor": "float", "peak_mem_bytes": "int", "probe_mean": "float",
-    "probe_p99": "float", "verified": "bool", "verify_detail": "str", "compile_s": "float",
+    "probe_p99": "float", "cpu_share": "float", "verified": "bool", "verify_detail": "str",
+    "compile_s": "float",
 }
 #: provenance columns (on every row)
 PROVENANCE = {

@@ -319,6 +319,7 @@ def test_run_returns_every_schema_column_with_provenance():
     assert r["seconds"] > 0 and r["mops"] == pytest.approx(20_000 / r["seconds"] / 1e6)
     assert r["ns_per_op"] == pytest.approx(r["seconds"] * 1e9 * 2 / 20_000)
     assert 0 < r["p50_ns"] <= r["p99_ns"] <= r["p999_ns"]
+    assert 0 < r["cpu_share"] <= 1.1
     # bustle read_heavy: prefill 0.75 * 4096, +1% inserts, -1% removes: size unchanged
     assert r["final_len"] == 3072
     assert r["schema_version"] == results.SCHEMA_VERSION
@@ -403,6 +404,11 @@ def test_per_op_check_catches_wrong_values():
 def test_unsynchronised_map_refused_for_threads():
     with pytest.raises(harness.UnsupportedRun, match="one thread only"):
         harness.run(Spec("unsync", sync=False), threads=2, ops=100, repeats=1)
+    ok, why = harness.supported(Spec("unsync", sync=False), threads=2)
+    assert not ok and "one thread only" in why
+    assert harness.supported(Spec("unsync", sync=False), threads=1) == (True, "")
+    with pytest.raises(ValueError, match="unknown name"):  # bad parameters still raise
+        harness.supported(GOOD, workload="nope")
 
 
 # ============================================================== oversubscription
@@ -495,3 +501,23 @@ def test_two_runs_concatenate_and_mismatched_schema_is_refused(tmp_path):
     pd.DataFrame({"x": [1]}).to_csv(tmp_path / "other.csv", index=False)
     with pytest.raises(ValueError, match="no schema_version"):
         results.load(tmp_path / "other.csv")
+
+
+def test_foreign_map_types_stay_out_of_the_kernel_cache():
+    """The stand-in's numba type lives in this test module; if a cached harness function
+    recorded it, every other process (the CLI, notebooks) would fail to unpickle that
+    cache index. Run it through the harness, then read the harness's cache indexes."""
+    import glob
+    import os
+
+    harness.run(GOOD, workload="exchange", threads=1, capacity=512, ops=500, repeats=1)
+    harness.run(GOOD, workload="exchange", threads=1, capacity=512, ops=500, repeats=1,
+                sample_every=0)
+    dirs = [os.path.join(os.path.dirname(harness.__file__), "__pycache__")]
+    if os.environ.get("NUMBA_CACHE_DIR"):
+        dirs += glob.glob(os.path.join(os.environ["NUMBA_CACHE_DIR"], "**"), recursive=True)
+    indexes = [p for d in dirs for p in glob.glob(os.path.join(d, "harness.*.nbi"))]
+    assert indexes, "no harness cache index found: is caching off?"
+    for p in indexes:
+        with open(p, "rb") as f:
+            assert b"test_harness" not in f.read(), p
