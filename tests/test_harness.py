@@ -521,3 +521,42 @@ def test_foreign_map_types_stay_out_of_the_kernel_cache():
     for p in indexes:
         with open(p, "rb") as f:
             assert b"test_harness" not in f.read(), p
+
+
+# ============================================================== registry maps
+
+
+def test_probe_study_frame_and_knuth():
+    pytest.importorskip("seqmap_nb.seqmap")
+    loads = (0.25, 0.5, 0.75)
+    df = harness.probe_study("seqmap", loads=loads, capacity=1 << 14)
+    assert {"map", "load_factor", "capacity", "probe_length", "count", "knuth_hit", "knuth_miss",
+            "cpu_model", "schema_version"} <= set(df.columns)
+    for a in loads:
+        sub = df[df["load_factor"] == a]
+        cap = int(sub["capacity"].iloc[0])
+        assert cap == 1 << 14  # built not to grow, even at 0.75 (the default max_load)
+        assert sub["count"].sum() == round(a * cap)  # one probe length per key
+        mean = (sub["probe_length"] * sub["count"]).sum() / sub["count"].sum()
+        assert mean == pytest.approx(0.5 * (1 + 1 / (1 - a)), rel=0.1)
+        assert sub["knuth_miss"].iloc[0] == pytest.approx(0.5 * (1 + 1 / (1 - a) ** 2))
+
+
+@pytest.mark.parametrize("name", ["seqmap", "dashmap"])
+def test_registry_maps_run_and_verify(name):
+    pytest.importorskip("seqmap_nb.seqmap")
+    df = harness.run(name, workload="exchange", threads=2, capacity=1024, ops=20_000, repeats=1)
+    assert df["verified"].all(), df["verify_detail"].tolist()
+    assert df.iloc[0]["map"] == name
+
+
+def test_cas_refuses_removes_but_runs_ycsb():
+    ok, why = harness.supported("cas", workload="read_heavy", threads=2)
+    assert not ok and "no delete" in why
+    df = harness.run("cas", workload="ycsb_b", threads=2, capacity=4096, ops=10_000, repeats=1)
+    assert df["verified"].all(), df["verify_detail"].tolist()
+
+
+def test_plain_map_under_threads_is_refused_not_run():
+    ok, why = harness.supported("plain", workload="exchange", threads=2)
+    assert not ok and "single-thread" in why
