@@ -772,12 +772,17 @@ def resize(h, old_addr, force, clear, KW, VW, SW, SYNC):
 
 
 @njit(inline="always", **JIT)
-def _wait_moved(h, addr, SYNC):
-    """A writer found its buffer frozen: wait (backoff) until a new one is published."""
+def _wait_moved(h, addr, hw, g, SYNC):
+    """A writer found its buffer frozen: wait (backoff) until a new one is published.
+
+    "New" is a different address *or* a new incarnation of the same one: with in-place
+    rebuilds two buffers alternate, so a writer that sleeps through two of them finds its
+    old address current again (recycled, GEN bumped); waiting for the address alone would
+    then never end."""
     n = 0
     if _lit(SYNC):
         step = 0
-        while atomic_load(h, H_BUF, "acquire") == addr:
+        while atomic_load(h, H_BUF, "acquire") == addr and atomic_load(hw, B_GEN, "acquire") == g:
             step = backoff(step)
             n += 1
     return n
@@ -873,7 +878,7 @@ def update(h, key, arg, OP, KW, VW, SW, SYNC, VT):
                     step = backoff(step)
                     continue
                 if s & U_MOVED:  # frozen by a resize: continue on the new buffer
-                    waits += 1 + _wait_moved(h, addr, SYNC)
+                    waits += 1 + _wait_moved(h, addr, hw, g, SYNC)
                     restart = True
                     break
             else:

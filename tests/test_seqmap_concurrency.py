@@ -6,11 +6,15 @@ the barrier runner. PlainMap (the same kernels without the seqlock) is the negat
 control: its figures are printed (``pytest -s``), not asserted, because whether an
 unsynchronised race shows up in one run depends on scheduling.
 """
+import threading
+
 import numba
 import numpy as np
 import pytest
 
-from seqmap_nb._unsafe import atomic_load
+from seqmap_nb import _map_kernels as K
+
+from seqmap_nb._unsafe import atomic_load, raw_words
 from seqmap_nb.seqmap import PlainMap, SeqMap
 
 from conftest import run_threads, scaled
@@ -212,3 +216,36 @@ def test_plainmap_negative_control_lost_adds(capsys):
         print(f"\n[negative control] PlainMap 4x{per_thread} add(k,1): total {total} "
               f"(exact would be {4 * per_thread}; lost {4 * per_thread - total})")
     assert total <= 4 * per_thread
+
+
+# ----------------------------------------------------------------- liveness: recycled buffer
+
+
+@numba.njit(nogil=True, cache=True)
+def _buffer_gen(h):
+    from_addr = h[0]
+    return from_addr, raw_words(from_addr, 16)[0]
+
+
+@numba.njit(nogil=True, cache=True)
+def _wait_for_new_buffer(h, addr, g):
+    return K._wait_moved(h, addr, raw_words(addr, 16), g, True)
+
+
+def test_writer_waiting_on_frozen_buffer_wakes_when_it_comes_back_recycled():
+    """A writer that saw buffer A frozen and sleeps through two in-place rebuilds finds A
+    current again (recycled, new GEN). Waiting for the address to change would never end;
+    the wait must also end on the GEN change."""
+    m = SeqMap(np.int64, np.int64)
+    m.insert(1, 1)
+    addr, g = _buffer_gen(m._h)
+    m.clear()  # A retired, B current
+    m.clear()  # A recycled and current again
+    addr2, g2 = _buffer_gen(m._h)
+    assert addr2 == addr and g2 == g + 1
+    done = []
+    t = threading.Thread(target=lambda: done.append(_wait_for_new_buffer(m._h, addr, g)), daemon=True)
+    t.start()
+    t.join(30)
+    assert not t.is_alive(), "the waiting writer never noticed its buffer was recycled"
+    assert done
