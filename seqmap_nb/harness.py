@@ -218,10 +218,12 @@ def _value_ok(r, expect, mask, lenient):
     return lenient and (r & mask) == 0
 
 
-# Not cached on its own (it is compiled into each kernel that calls it, and cached there):
-# its cache index would hold every map type it ever saw, including types of modules that
-# another process cannot import (see _kernels_for).
-@numba.njit(**dict(JIT, cache=False))
+# Inlined into the kernel at the numba IR level, not called: a call that passes the map
+# makes numba take a reference to the map's arrays around it (NRT_incref/decref, two
+# atomic RMWs on one cache line that every thread shares: HAZARDS 1's contended counter,
+# on every op). Not cached on its own either: its cache index would hold every map type
+# it ever saw, including types of modules another process cannot import (_kernels_for).
+@numba.njit(inline="always", **dict(JIT, cache=False))
 def _apply(m, op, k, v, e, vmask, tmask, lenient):
     """Do one stream op on the map; True when its outcome is the expected one.
 
