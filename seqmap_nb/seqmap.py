@@ -12,8 +12,8 @@ is the top comment of :mod:`seqmap_nb._map_kernels`; this module is the thin pub
   (no sequence checks, no locks, no fences): the single-thread speed reference and the
   negative control of the concurrency tests. It refuses nothing but is **single-thread
   only**: concurrent use can lose updates and duplicate keys.
-- ``numba.typeof(m)`` is a :class:`SeqMapType` whose data model holds only the header
-  array; in user ``@njit(nogil=True)`` code ``m.get(k)`` (Optional), ``m.get(k, d)``,
+- ``numba.typeof(m)`` is a :class:`SeqMapType` whose data model holds only the header's
+  address (no reference counting per call, see SeqMapType); in user ``@njit(nogil=True)`` code ``m.get(k)`` (Optional), ``m.get(k, d)``,
   ``m.insert(k, v)`` (Optional previous), ``m.remove(k)`` (Optional removed),
   ``m.add(k, d)`` (new value), ``m.contains(k)``, ``k in m`` and ``len(m)`` compile, for
   bool/integer/float keys and values (records only from Python and batch calls). Growth
@@ -22,7 +22,8 @@ is the top comment of :mod:`seqmap_nb._map_kernels`; this module is the thin pub
 Capacity is a number of slots (rounded up to a power of two); the map grows when
 ``used = live + tombstones`` passes ``max_load * capacity`` and never shrinks
 (``clear()`` keeps the capacity). Memory is released when the map is garbage collected
-(a ``weakref.finalize`` on the header array, which njit code keeps alive while it runs).
+(a ``weakref.finalize`` on the header array, which the map owns and the caller of njit
+code keeps alive while it runs).
 """
 import functools
 import operator
@@ -38,6 +39,7 @@ from numba.extending import (
     make_attribute_wrapper,
     models,
     overload,
+    overload_attribute,
     overload_method,
     register_model,
     typeof_impl,
@@ -46,6 +48,7 @@ from numba.extending import (
 
 from . import _map_kernels as K
 from ._codec import Codec
+from ._unsafe import raw_words
 from .config import JIT
 
 __all__ = ["SeqMap", "PlainMap", "SeqMapType"]
@@ -287,6 +290,7 @@ class SeqMap:
         if not self._k.init(h, 1 << log2, log2):
             raise MemoryError(f"could not allocate {(1 << log2) * self._SW * 8} bytes for {1 << log2} slots")
         self._h = h
+        self._hdr_addr = int(h.ctypes.data)  # what njit code unboxes (see SeqMapType)
         self._finalizer = weakref.finalize(h, K.free_all, base)
         self._kfast = _fast_types(kc)
         self._vfast = _fast_types(vc)
@@ -615,26 +619,49 @@ _MISSING = object()
 # --------------------------------------------------------------------------- numba type
 
 
+#: bump whenever the data model, the header layout or the njit methods change
+_LAYOUT_VERSION = 2
+
+
 class SeqMapType(types.Type):
-    """numba type of a SeqMap/PlainMap: the header array, with the layout as parameters."""
+    """numba type of a SeqMap/PlainMap, with the layout as parameters.
+
+    The data model is one uint64: the address of the header array (``K.H_WORDS`` words),
+    rebuilt inside the methods into an unowned view (``raw_words``). A model holding the
+    header *array* costs an incref/decref pair of its meminfo on every method call: two
+    atomic RMWs on one cache line that every thread shares, which both slows one thread
+    down and caps multi-thread scaling. Safe because the header lives as long as the map
+    (``SeqMap._h``; its death frees the buffers), which the caller of the njit function
+    keeps alive for the call; a map cannot be returned from or stored by njit code (there
+    is no boxing).
+    """
 
     def __init__(self, KT, VT, KW, VW, SW, sync, kdt, vdt):
         self.KT, self.VT, self.KW, self.VW, self.SW, self.sync = KT, VT, KW, VW, SW, sync
         self.kdt, self.vdt = np.dtype(kdt), np.dtype(vdt)
         cls = "SeqMap" if sync else "PlainMap"
-        super().__init__(name=f"{cls}[{self.kdt.descr}, {self.vdt.descr}]")
-
-
-_HEADER_T = types.Array(types.uint64, 1, "C")
+        # the layout version is part of the type's key: numba's on-disk cache keys compiled
+        # functions by their argument types and the caller's source file only, so a change
+        # of this data model must change the type, or a cached caller would run against
+        # the old layout
+        super().__init__(name=f"{cls}[{self.kdt.descr}, {self.vdt.descr}](layout={_LAYOUT_VERSION})")
 
 
 @register_model(SeqMapType)
 class _SeqMapModel(models.StructModel):
     def __init__(self, dmm, fe_type):
-        super().__init__(dmm, fe_type, [("header", _HEADER_T)])
+        super().__init__(dmm, fe_type, [("hdr_addr", types.uint64)])
 
 
-make_attribute_wrapper(SeqMapType, "header", "_header")
+make_attribute_wrapper(SeqMapType, "hdr_addr", "hdr_addr")
+
+_H_WORDS = K.H_WORDS
+
+
+@overload_attribute(SeqMapType, "_header", inline="always")
+def _ov_header(m):
+    """The header inside njit code, as an unowned uint64 view (no reference count)."""
+    return lambda m: raw_words(m.hdr_addr, _H_WORDS)
 
 
 @typeof_impl.register(SeqMap)
@@ -644,13 +671,18 @@ def _typeof_seqmap(val, c):
 
 @unbox(SeqMapType)
 def _unbox_seqmap(typ, obj, c):
-    # just the header array: the same cost as passing that array (HAZARDS 8)
-    hobj = c.pyapi.object_getattr_string(obj, "_h")
-    arr = c.unbox(_HEADER_T, hobj)
-    c.pyapi.decref(hobj)
+    # one int attribute: the header's address (see SeqMapType; HAZARDS 8)
     st = cgutils.create_struct_proxy(typ)(c.context, c.builder)
-    st.header = arr.value
-    return NativeValue(st._getvalue(), is_error=arr.is_error)
+    is_error = cgutils.alloca_once_value(c.builder, cgutils.false_bit)
+    addr_obj = c.pyapi.object_getattr_string(obj, "_hdr_addr")
+    with c.builder.if_else(cgutils.is_not_null(c.builder, addr_obj)) as (ok, failed):
+        with ok:
+            st.hdr_addr = c.pyapi.long_as_ulonglong(addr_obj)
+            c.pyapi.decref(addr_obj)
+            c.builder.store(cgutils.is_not_null(c.builder, c.pyapi.err_occurred()), is_error)
+        with failed:  # AttributeError already set
+            c.builder.store(cgutils.true_bit, is_error)
+    return NativeValue(st._getvalue(), is_error=c.builder.load(is_error))
 
 
 def _scalar_layout(m, what):
