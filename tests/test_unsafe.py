@@ -333,20 +333,21 @@ def test_load_then_store_loses_updates_control():
     threads really run at once. On a shared 2-core machine the overlap is not guaranteed
     in one try, so a few tries are allowed; losing none in all of them fails the test
     (the stress above would then prove nothing)."""
-    n = scaled(1_000_000, 100_000)
-    lost = _until_lost(lambda: 2 * n - _run_bump(2, n, False))
+    lost = _until_lost(lambda n: 2 * n - _run_bump(2, n, False), scaled(1_000_000, 100_000))
     assert lost > 0
 
 
-#: tries of a negative control before it counts as failed. Measured on the shared
-#: 2-core machine: about half of the tries lose updates (the rest ran the two threads
-#: one after the other), so 30 tries fail spuriously with probability ~1e-9.
-_CONTROL_TRIES = 30
+#: tries of a negative control before it counts as failed. A try shows lost updates
+#: only if the two threads really overlap; with another process busy on one of the two
+#: cores, short tries (a few ms) all ran one thread after the other (seen: 30 of 30). So
+#: each failed try doubles the work per thread, up to tries far longer than a scheduler
+#: time slice, where the threads must interleave.
+_CONTROL_TRIES = 12
 
 
-def _until_lost(trial):
-    for _ in range(_CONTROL_TRIES):
-        lost = trial()
+def _until_lost(trial, n):
+    for i in range(_CONTROL_TRIES):
+        lost = trial(n << min(i, 8))
         if lost > 0:
             return lost
     return 0
@@ -383,8 +384,7 @@ def test_cas_spinlock_protects_a_plain_counter(threads):
 
 
 def test_unlocked_plain_counter_loses_updates_control():
-    n = scaled(1_000_000, 100_000)
-    lost = _until_lost(lambda: 2 * n - _run_locked(2, n, False))
+    lost = _until_lost(lambda n: 2 * n - _run_locked(2, n, False), scaled(1_000_000, 100_000))
     assert lost > 0
 
 
