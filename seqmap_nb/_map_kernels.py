@@ -518,6 +518,18 @@ def mix64(key):
 
 
 @njit(inline="always", **JIT)
+def unowned(h):
+    """The header as a view without an owner.
+
+    Every entry kernel starts with this. A numba array that owns memory is incref'd and
+    decref'd around every call that takes it (``update``, ``resize``): two atomic RMWs per
+    operation on the header's meminfo, one cache line that every thread of every batch call
+    shares (seen in a batch loop's assembly: an NRT_incref/NRT_decref pair per item). The
+    header lives as long as the map, which the caller holds."""
+    return raw_words(h.ctypes.data, H_WORDS)
+
+
+@njit(inline="always", **JIT)
 def _stripe(i):
     return H_STRIPES + (i & (NSTRIPES - 1)) * LINE_WORDS
 

@@ -78,21 +78,25 @@ def _kernels(KW, VW, SW, SYNC, KT, VT):
     @numba.njit(**JIT)
     def init(h, cap, log2):
         DIGEST  # noqa: B018 (cache key, see above)
+        h = K.unowned(h)  # see K.unowned: no refcount traffic on the shared header
         return K.init_map(h, cap, log2, SW, SYNC)
 
     @numba.njit(**JIT)
     def clear(h):
         DIGEST  # noqa: B018 (cache key, see above)
+        h = K.unowned(h)  # see K.unowned: no refcount traffic on the shared header
         return K.clear_map(h, KW, VW, SW, SYNC)
 
     @numba.njit(**JIT)
     def snapshot(h, keys, vals, plen):
         DIGEST  # noqa: B018 (cache key, see above)
+        h = K.unowned(h)  # see K.unowned: no refcount traffic on the shared header
         return K.snapshot(h, keys, vals, plen, KW, VW, SW, SYNC)
 
     @numba.njit(**JIT)
     def get_many(h, keys, out, found):
         DIGEST  # noqa: B018 (cache key, see above)
+        h = K.unowned(h)  # see K.unowned: no refcount traffic on the shared header
         r = 0
         for j in range(found.shape[0]):
             key = K.load_words(keys, j * KW, KW, False)
@@ -106,6 +110,7 @@ def _kernels(KW, VW, SW, SYNC, KT, VT):
     def insert_many(h, keys, vals, old, found):
         """Returns -1, or the index of the first item not inserted (table full, no memory)."""
         DIGEST  # noqa: B018 (cache key, see above)
+        h = K.unowned(h)  # see K.unowned: no refcount traffic on the shared header
         waits = 0
         for j in range(found.shape[0]):
             key = K.load_words(keys, j * KW, KW, False)
@@ -123,6 +128,7 @@ def _kernels(KW, VW, SW, SYNC, KT, VT):
     @numba.njit(**JIT)
     def remove_many(h, keys, old, found):
         DIGEST  # noqa: B018 (cache key, see above)
+        h = K.unowned(h)  # see K.unowned: no refcount traffic on the shared header
         waits = 0
         z = K.zero_words(VW)
         for j in range(found.shape[0]):
@@ -142,6 +148,7 @@ def _kernels(KW, VW, SW, SYNC, KT, VT):
         def add_many(h, keys, deltas, new):
             """Returns (-1, 0), or (index, status) of the first item not applied."""
             DIGEST  # noqa: B018 (cache key, see above)
+            h = K.unowned(h)  # see K.unowned: no refcount traffic on the shared header
             waits = 0
             for j in range(new.shape[0] // VW):
                 key = K.load_words(keys, j * KW, KW, False)
@@ -166,6 +173,7 @@ def _kernels(KW, VW, SW, SYNC, KT, VT):
         @numba.njit(**JIT)
         def get1(h, k):
             DIGEST  # noqa: B018 (cache key, see above)
+            h = K.unowned(h)  # see K.unowned: no refcount traffic on the shared header
             key = (K.key_word(k, KT),)
             f, vals, r = K.lookup(h, key, KW, VW, SW, SYNC)
             if r != 0:
@@ -177,6 +185,7 @@ def _kernels(KW, VW, SW, SYNC, KT, VT):
         @numba.njit(**JIT)
         def contains1(h, k):
             DIGEST  # noqa: B018 (cache key, see above)
+            h = K.unowned(h)  # see K.unowned: no refcount traffic on the shared header
             key = (K.key_word(k, KT),)
             f, vals, r = K.lookup(h, key, KW, VW, SW, SYNC)
             if r != 0:
@@ -186,6 +195,7 @@ def _kernels(KW, VW, SW, SYNC, KT, VT):
         @numba.njit(**JIT)
         def insert1(h, k, v):
             DIGEST  # noqa: B018 (cache key, see above)
+            h = K.unowned(h)  # see K.unowned: no refcount traffic on the shared header
             key = (K.key_word(k, KT),)
             val = (K.value_word(v, VT),)  # both validated before anything is written
             st, o, w = K.update(h, key, val, OP_INSERT, KW, VW, SW, SYNC, VT)
@@ -200,6 +210,7 @@ def _kernels(KW, VW, SW, SYNC, KT, VT):
         @numba.njit(**JIT)
         def remove1(h, k):
             DIGEST  # noqa: B018 (cache key, see above)
+            h = K.unowned(h)  # see K.unowned: no refcount traffic on the shared header
             key = (K.key_word(k, KT),)
             st, o, w = K.update(h, key, K.zero_words(VW), OP_REMOVE, KW, VW, SW, SYNC, VT)
             if w != 0:
@@ -216,6 +227,7 @@ def _kernels(KW, VW, SW, SYNC, KT, VT):
             def add1(h, k, d):
 
                 DIGEST  # noqa: B018 (cache key, see above)
+                h = K.unowned(h)  # see K.unowned: no refcount traffic on the shared header
                 key = (K.key_word(k, KT),)
                 dw = (K.value_word(d, VT),)
                 st, o, w = K.update(h, key, dw, OP_ADD, KW, VW, SW, SYNC, VT)
@@ -620,7 +632,18 @@ _MISSING = object()
 
 
 #: bump whenever the data model, the header layout or the njit methods change
-_LAYOUT_VERSION = 2
+#: (3: the read methods are force-inlined, so cached callers must recompile)
+_LAYOUT_VERSION = 3
+
+# The read methods below are compiled with LLVM's alwaysinline (numba's ``forceinline``):
+# as out-of-line calls they cost SeqMap ~1.5x in an njit get loop (a call through numba's
+# exception ABI per lookup, the Optional result on the stack), while PlainMap's smaller
+# body was inlined by LLVM anyway, so the comparison measured a call. numba's IR-level
+# ``inline="always"`` does the same for speed but tripled the compile time of a user
+# function calling them, and its SSA pass warns about the inlined loops. The slow path of
+# a lookup stays out of line (``_lookup_slow`` sets forceinline=False: the flag is
+# otherwise inherited by callees). Writes are a call to ``update`` either way.
+_INLINE = {"forceinline": True}
 
 
 class SeqMapType(types.Type):
@@ -694,7 +717,7 @@ def _scalar_layout(m, what):
     return m.KT, m.VT, m.KW, m.VW, m.SW, m.sync
 
 
-@overload_method(SeqMapType, "get")
+@overload_method(SeqMapType, "get", jit_options=_INLINE)
 def _ov_get(m, k, default=None):
     KT, VT, KW, VW, SW, SYNC = _scalar_layout(m, "get")
     if default is None or isinstance(default, (types.NoneType, types.Omitted)):
@@ -716,7 +739,7 @@ def _ov_get(m, k, default=None):
     return impl
 
 
-@overload_method(SeqMapType, "contains")
+@overload_method(SeqMapType, "contains", jit_options=_INLINE)
 def _ov_contains(m, k):
     KT, VT, KW, VW, SW, SYNC = _scalar_layout(m, "contains")
 
@@ -729,7 +752,7 @@ def _ov_contains(m, k):
     return impl
 
 
-@overload(operator.contains)
+@overload(operator.contains, jit_options=_INLINE)
 def _ov_in(m, k):
     if isinstance(m, SeqMapType):
         KT, VT, KW, VW, SW, SYNC = _scalar_layout(m, "`in`")
