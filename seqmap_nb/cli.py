@@ -4,9 +4,9 @@
     The default sweep: every map that can run each point (seqmap, dashmap, global_lock,
     cas where its limits allow, plain and typed_dict at one thread, dict_lock with fewer
     ops since it runs Python loops), the three conc-map-bench workloads, threads 1, 2, 4, 8
-    and 256 (far past the cores: oversubscription), 3 repetitions. Writes ``results.csv``
-    and the PNG charts into ``--out`` (default ``results/<UTC stamp>/``) and prints the
-    throughput ratio seqmap / dashmap per workload and thread count. ``--quick`` is a
+    and 256 (far past the cores: oversubscription), 3 repetitions (interleaved: round by
+    round over all points). Writes ``results.csv`` and the PNG charts into ``--out``
+    (default ``results/<UTC stamp>/``) and prints the throughput ratio seqmap / dashmap per workload and thread count. ``--quick`` is a
     smoke run of well under a minute.
 ``seqmap-nb micro``
     The single-thread ratio table of SeqMap against its references (``seqmap_nb.micro``).
@@ -30,7 +30,9 @@ DEFAULTS = dict(
     workloads=("read_heavy", "exchange", "rapid_grow"),
     threads=(1, 2, 4, 8, 256),
     capacity=1 << 16,
-    ops=1_000_000,
+    # 2M ops: a read_heavy point at 1 thread then lasts ~70 ms; at 1M (33 ms) the spread
+    # between repeats on this shared 2-core machine was as large as the effects measured
+    ops=2_000_000,
     repeats=3,
 )
 QUICK = dict(
@@ -43,7 +45,7 @@ QUICK = dict(
 )
 #: Python-level maps (registry njit=False) run this share of the ops: a Python loop does
 #: ~0.05 Mop/s, and the point of that baseline is its order of magnitude, not its decimals
-PY_OPS_SHARE = 0.02
+PY_OPS_SHARE = 0.01
 
 
 def _csv(kind):
@@ -180,15 +182,25 @@ def bench(args):
     frames = []
     from tqdm.auto import tqdm
 
-    bar = tqdm(points, desc="bench", disable=args.no_progress, file=sys.stderr)
-    for name, wl, n, ops in bar:
-        bar.set_postfix_str(f"{name} {wl} {n}t", refresh=False)
+    # repeats are the outer loop: every point is measured once per round, so a slow spell of
+    # a shared machine lands on one repetition of many points (the median absorbs it), not
+    # on all repetitions of one point (which would bias that map's ratio)
+    runs = [(rep, pt) for rep in range(conf["repeats"]) for pt in points]
+    bar = tqdm(runs, desc="bench", disable=args.no_progress, file=sys.stderr)
+    refused = set()
+    for rep, (name, wl, n, ops) in bar:
+        if (name, wl, n) in refused:
+            continue
+        bar.set_postfix_str(f"round {rep + 1}: {name} {wl} {n}t", refresh=False)
         try:
-            frames.append(harness.run(name, workload=wl, threads=n, capacity=conf["capacity"],
-                                      ops=ops, repeats=conf["repeats"], seed=args.seed,
-                                      machine=args.machine))
+            df1 = harness.run(name, workload=wl, threads=n, capacity=conf["capacity"],
+                              ops=ops, repeats=1, seed=args.seed, machine=args.machine)
         except harness.UnsupportedRun as exc:
             skipped.append((name, wl, n, str(exc)))
+            refused.add((name, wl, n))
+            continue
+        df1["repeat"] = rep  # the same streams every round (same seed), as harness.run repeats
+        frames.append(df1)
     bar.close()
     if not frames:
         print("seqmap-nb: no map could run any point", file=sys.stderr)

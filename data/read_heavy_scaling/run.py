@@ -25,3 +25,12 @@ q = df[df.cpu_share > 0.9]
 if len(q):
     mq = q.groupby(["map", "threads"]).mops.median()
     print("runs with cpu_share > 0.9 only:", mq.round(2).to_dict())
+# per-round ratios: both figures of a ratio come from the same round (minutes apart at most),
+# so a slow spell of the shared host moves both; the median of these is the robust figure
+p = df.pivot_table(index="round", columns=["map", "threads"], values="mops")
+pairs = {"seqmap 2t / dashmap 2t": p["seqmap", 2] / p["dashmap", 2],
+         "seqmap 2t / seqmap 1t": p["seqmap", 2] / p["seqmap", 1],
+         "seqmap 256t / seqmap 2t": p["seqmap", 256] / p["seqmap", 2],
+         "seqmap 1t / dashmap 1t": p["seqmap", 1] / p["dashmap", 1]}
+for k, v in pairs.items():
+    print(f"median of per-round {k}: {v.median():.2f} (min {v.min():.2f}, max {v.max():.2f})")
