@@ -14,10 +14,11 @@
    ``m.get`` sends it through the codec: correct, but several times slower).
 
 Method (HAZARDS 11): everything is compiled and every input generated before any clock
-starts; each figure is the best and the median of ``--reps`` repetitions, ratios are
-formed from figures of this one run; results are verified (every key found with its
-value, the right counts) before they are printed. Timings on a shared machine are noisy:
-read the ratios, and rerun.
+starts; the contestants of one figure are timed in interleaved rounds (A, B, A, B, ...),
+and each ratio is reported as the median of the per-round ratios (both sides measured
+seconds apart, so a slow spell of a shared machine moves both) next to the ratio of the
+best times; results are verified (every key found with its value, the right counts)
+before they are printed. Timings on a shared machine are noisy: read the ratios, and rerun.
 """
 import argparse
 import platform
@@ -31,15 +32,22 @@ import numpy as np
 from .seqmap import PlainMap, SeqMap
 
 
-def _timed(fn, reps, setup=None):
-    ts = []
-    out = None
+def _rounds(fns, reps, setups=None):
+    """Time ``fns`` in interleaved rounds; per function a list of seconds, and the results."""
+    ts = [[] for _ in fns]
+    outs = [None] * len(fns)
     for _ in range(reps):
-        arg = setup() if setup is not None else None
-        t0 = time.perf_counter()
-        out = fn(arg) if setup is not None else fn()
-        ts.append(time.perf_counter() - t0)
-    return min(ts), statistics.median(ts), out
+        for j, fn in enumerate(fns):
+            arg = setups[j]() if setups is not None else None
+            t0 = time.perf_counter()
+            outs[j] = fn(arg) if setups is not None else fn()
+            ts[j].append(time.perf_counter() - t0)
+    return ts, outs
+
+
+def _ratio(ta, tb):
+    """(median of per-round ratios a/b, ratio of the best times)."""
+    return statistics.median(a / b for a, b in zip(ta, tb)), min(ta) / min(tb)
 
 
 @numba.njit(nogil=True, cache=True)
@@ -83,15 +91,6 @@ def _py_dict_loop(d, keys):
     return s
 
 
-def _line(name, a, b, goal=None, lower_is_better=True):
-    ratio = a / b
-    mark = ""
-    if goal is not None:
-        ok = ratio <= goal if lower_is_better else ratio >= goal
-        mark = f"  goal {'<=' if lower_is_better else '>='} {goal}: {'met' if ok else 'NOT met'}"
-    return ratio, mark
-
-
 def main(argv=None):
     p = argparse.ArgumentParser(prog="seqmap-nb micro", description=__doc__.split("\n\n")[0])
     p.add_argument("--n", type=int, default=1_000_000, help="keys (default 1M); table capacity 2n")
@@ -124,7 +123,7 @@ def main(argv=None):
     # ---- 1, 2: batch kernels
     maps = {}
 
-    def fill(cls):
+    def filler(cls):
         def setup():
             return cls(np.uint64, np.uint64, capacity=cap)
 
@@ -133,65 +132,69 @@ def main(argv=None):
             maps[cls] = m
             return m
 
-        return _timed(run, reps, setup)
+        return run, setup
 
-    ins = {cls: fill(cls) for cls in (SeqMap, PlainMap)}
+    (fs, ss), (fp, sp) = filler(SeqMap), filler(PlainMap)
+    (t_ins_s, t_ins_p), _ = _rounds([fs, fp], reps, [ss, sp])
     for cls, m in maps.items():
         assert len(m) == n and m.capacity == cap, "insert_many: wrong count or an unexpected resize"
-    gets = {}
-    for cls, m in maps.items():
-        best, med, (v, f) = _timed(lambda m=m: m.get_many(lookup), reps)
+    sm = maps[SeqMap]
+    pm = maps[PlainMap]
+    (t_gm_s, t_gm_p), outs = _rounds([lambda: sm.get_many(lookup), lambda: pm.get_many(lookup)], reps)
+    for v, f in outs:
         assert f.all() and np.array_equal(v, expect), "get_many returned a wrong value"
-        gets[cls] = (best, med)
 
     print(f"\n(compile, once, not timed below: {compile_s:.1f} s)")
     print(f"{'figure':58s} {'best':>9s} {'median':>9s}")
 
-    def row(label, best, med, unit_n):
-        print(f"{label:58s} {best / unit_n * 1e9:7.1f}ns {med / unit_n * 1e9:7.1f}ns  per op")
+    def row(label, ts, unit_n):
+        print(f"{label:58s} {min(ts) / unit_n * 1e9:7.1f}ns {statistics.median(ts) / unit_n * 1e9:7.1f}ns  per op")
+
+    def verdict(r, goal, lower_is_better=True):
+        ok = r <= goal if lower_is_better else r >= goal
+        return f"  goal {'<=' if lower_is_better else '>='} {goal}: {'met' if ok else 'NOT met'}"
 
     results = {}
-    row("get_many   SeqMap", *gets[SeqMap], n)
-    row("get_many   PlainMap", *gets[PlainMap], n)
-    r, mark = _line("get", gets[SeqMap][0], gets[PlainMap][0], 1.15)
-    rm = gets[SeqMap][1] / gets[PlainMap][1]
-    print(f"  -> get_many SeqMap / PlainMap: {r:.3f}x (best), {rm:.3f}x (median){mark}")
-    results["get_many_ratio"] = r
-    row("insert_many SeqMap (empty pre-sized table)", ins[SeqMap][0], ins[SeqMap][1], n)
-    row("insert_many PlainMap", ins[PlainMap][0], ins[PlainMap][1], n)
-    r, mark = _line("ins", ins[SeqMap][0], ins[PlainMap][0], 1.5)
-    rm = ins[SeqMap][1] / ins[PlainMap][1]
-    print(f"  -> insert_many SeqMap / PlainMap: {r:.3f}x (best), {rm:.3f}x (median){mark}")
-    results["insert_many_ratio"] = r
+    row("get_many   SeqMap", t_gm_s, n)
+    row("get_many   PlainMap", t_gm_p, n)
+    rm, rb = _ratio(t_gm_s, t_gm_p)
+    print(f"  -> get_many SeqMap / PlainMap: {rm:.3f}x (median of rounds), {rb:.3f}x (best){verdict(rm, 1.15)}")
+    results["get_many_ratio"] = rm
+    row("insert_many SeqMap (empty pre-sized table)", t_ins_s, n)
+    row("insert_many PlainMap", t_ins_p, n)
+    rm, rb = _ratio(t_ins_s, t_ins_p)
+    print(f"  -> insert_many SeqMap / PlainMap: {rm:.3f}x (median of rounds), {rb:.3f}x (best){verdict(rm, 1.5)}")
+    results["insert_many_ratio"] = rm
 
     # ---- 3: njit loop vs numba.typed.Dict vs Python dict
-    sm = maps[SeqMap]
-    pm = maps[PlainMap]
     want = int(expect.sum(dtype=np.uint64))
     d = numba.typed.Dict.empty(numba.types.uint64, numba.types.uint64)
     _dict_fill(d, keys[:8])
     _dict_get_sum(d, keys[:8])
     d = numba.typed.Dict.empty(numba.types.uint64, numba.types.uint64)
     _dict_fill(d, keys)  # value = key here; the check below accounts for it
-    b_seq, m_seq, s1 = _timed(lambda: _njit_get_sum(sm, lookup), reps)
-    b_pl, m_pl, s2 = _timed(lambda: _njit_get_sum(pm, lookup), reps)
-    b_td, m_td, s3 = _timed(lambda: _dict_get_sum(d, lookup), reps)
+    (t_seq, t_pl, t_td), (s1, s2, s3) = _rounds(
+        [lambda: _njit_get_sum(sm, lookup), lambda: _njit_get_sum(pm, lookup),
+         lambda: _dict_get_sum(d, lookup)], reps)
     assert int(s1) == want and int(s2) == want, "njit get loop: wrong sum"
     assert int(s3) == int(lookup.sum(dtype=np.uint64)), "typed.Dict loop: wrong sum"
     pyd = dict(zip(keys.tolist(), vals.tolist()))
     lk = lookup.tolist()
-    b_py, m_py, s4 = _timed(lambda: _py_dict_loop(pyd, lk), max(1, reps // 2))
+    (t_py,), (s4,) = _rounds([lambda: _py_dict_loop(pyd, lk)], max(1, reps // 2))
     assert s4 == int(expect.astype(object).sum()), "python dict loop: wrong sum"
-    row("njit loop m.get(k)   SeqMap", b_seq, m_seq, n)
-    row("njit loop m.get(k)   PlainMap", b_pl, m_pl, n)
-    row("njit loop d.get(k)   numba.typed.Dict", b_td, m_td, n)
-    row("python loop d.get(k) dict", b_py, m_py, n)
-    r, mark = _line("td", b_td, b_seq, 5, lower_is_better=False)
-    print(f"  -> SeqMap njit get vs typed.Dict: {r:.2f}x faster{mark}")
-    print(f"  -> SeqMap njit get vs Python dict loop: {b_py / b_seq:.2f}x faster; "
-          f"vs PlainMap njit get: {b_seq / b_pl:.3f}x the time")
-    results["vs_typed_dict"] = r
-    results["vs_python_dict"] = b_py / b_seq
+    row("njit loop m.get(k)   SeqMap", t_seq, n)
+    row("njit loop m.get(k)   PlainMap", t_pl, n)
+    row("njit loop d.get(k)   numba.typed.Dict", t_td, n)
+    row("python loop d.get(k) dict", t_py, n)
+    rm, rb = _ratio(t_td, t_seq)
+    print(f"  -> SeqMap njit get vs typed.Dict: {rm:.2f}x faster (median of rounds), {rb:.2f}x (best)"
+          f"{verdict(rm, 5, lower_is_better=False)}")
+    rp, rpb = _ratio(t_seq, t_pl)
+    print(f"  -> SeqMap njit get vs Python dict loop: {min(t_py) / min(t_seq):.2f}x faster (best); "
+          f"vs PlainMap njit get: {rp:.3f}x the time (median of rounds), {rpb:.3f}x (best)")
+    results["vs_typed_dict"] = rm
+    results["vs_python_dict"] = min(t_py) / min(t_seq)
+    results["njit_get_vs_plain"] = rp
 
     # ---- 4: scalar path
     calls = a.scalar_calls
@@ -201,6 +204,7 @@ def main(argv=None):
     hk = [int(k) for k in np.resize(small, calls)]
     h = sm._h
     get1 = sm._get1
+    box = sm._vbox
 
     def via_method():
         g = sm.get
@@ -215,26 +219,29 @@ def main(argv=None):
         for k in hk:
             _noop(h, k)
 
+    def via_box():
+        for k in hk:
+            box(k)
+
     def via_loop():
         for k in hk:
             pass
 
     _noop(h, 1)
     assert sm.get(hk[0]) == np.uint64(hk[0]) ^ np.uint64(0x5555)
-    bm, mm, _ = _timed(via_method, reps)
-    bk, mk, _ = _timed(via_kernel, reps)
-    bn, mn, _ = _timed(via_noop, reps)
-    bl, ml, _ = _timed(via_loop, reps)
-    row("scalar m.get(k) from Python", bm, mm, calls)
-    row("scalar: the same kernel called directly (h, k)", bk, mk, calls)
-    row("scalar: no-op njit function (h, k)", bn, mn, calls)
-    row("scalar: the empty Python loop (not subtracted above)", bl, ml, calls)
-    r, mark = _line("sc", bm, bk, 1.3)
-    print(f"  -> m.get(k) / bare kernel call: {r:.3f}x (best), {mm / mk:.3f}x (median){mark}")
-    print(f"  -> m.get(k) / no-op njit call: {bm / bn:.3f}x (best); "
-          f"m.get(k) costs {(bm - bn) / calls * 1e9:.0f} ns more than a no-op njit call")
-    results["scalar_vs_kernel"] = r
-    results["scalar_vs_noop"] = bm / bn
+    (tm, tk, tn, tb, tl), _ = _rounds([via_method, via_kernel, via_noop, via_box, via_loop], reps)
+    row("scalar m.get(k) from Python", tm, calls)
+    row("scalar: the same kernel called directly (h, k)", tk, calls)
+    row("scalar: no-op njit function (h, k)", tn, calls)
+    row("scalar: building the numpy scalar m.get returns", tb, calls)
+    row("scalar: the empty Python loop (not subtracted above)", tl, calls)
+    rm, rb = _ratio(tm, tk)
+    print(f"  -> m.get(k) / bare kernel call: {rm:.3f}x (median of rounds), {rb:.3f}x (best){verdict(rm, 1.3)}")
+    print(f"  -> m.get(k) / no-op njit call: {min(tm) / min(tn):.3f}x (best); "
+          f"m.get(k) costs {(min(tm) - min(tn)) / calls * 1e9:.0f} ns more than a no-op njit call, "
+          f"of which {(min(tb) - min(tl)) / calls * 1e9:.0f} ns build the numpy scalar")
+    results["scalar_vs_kernel"] = rm
+    results["scalar_vs_noop"] = min(tm) / min(tn)
     return results
 
 
