@@ -6,8 +6,8 @@
     ops since it runs Python loops), the three conc-map-bench workloads, threads 1, 2, 4, 8
     and 256 (far past the cores: oversubscription), 3 repetitions (interleaved: round by
     round over all points). Writes ``results.csv`` and the PNG charts into ``--out``
-    (default ``results/<UTC stamp>/``) and prints the throughput ratio seqmap / dashmap per workload and thread count. ``--quick`` is a
-    smoke run of well under a minute.
+    (default ``results/<UTC stamp>/``) and prints the throughput ratio seqmap / dashmap
+    per workload and thread count. ``--quick`` is a smoke run of well under a minute.
 ``seqmap-nb micro``
     The single-thread ratio table of SeqMap against its references (``seqmap_nb.micro``).
 ``seqmap-nb foundation``

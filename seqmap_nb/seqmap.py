@@ -67,7 +67,8 @@ def _nb_scalar(codec):
 def _kernels(KW, VW, SW, SYNC, KT, VT):
     """The entry-point kernels for one layout. Constants are closure variables, so numba
     types them as literals and specialises every helper of ``_map_kernels`` on them (and
-    ``cache=True`` keys each variant by their values)."""
+    ``cache=True`` keys each variant by their values). Each kernel first rebinds the header
+    to ``K.unowned(h)``: no refcount traffic on it inside the kernel (see there)."""
     ns = {}
     # module attributes would type as plain int64: bind them here so they are literals
     OP_INSERT, OP_ADD, OP_REMOVE = K.OP_INSERT, K.OP_ADD, K.OP_REMOVE
@@ -78,25 +79,25 @@ def _kernels(KW, VW, SW, SYNC, KT, VT):
     @numba.njit(**JIT)
     def init(h, cap, log2):
         DIGEST  # noqa: B018 (cache key, see above)
-        h = K.unowned(h)  # see K.unowned: no refcount traffic on the shared header
+        h = K.unowned(h)
         return K.init_map(h, cap, log2, SW, SYNC)
 
     @numba.njit(**JIT)
     def clear(h):
         DIGEST  # noqa: B018 (cache key, see above)
-        h = K.unowned(h)  # see K.unowned: no refcount traffic on the shared header
+        h = K.unowned(h)
         return K.clear_map(h, KW, VW, SW, SYNC)
 
     @numba.njit(**JIT)
     def snapshot(h, keys, vals, plen):
         DIGEST  # noqa: B018 (cache key, see above)
-        h = K.unowned(h)  # see K.unowned: no refcount traffic on the shared header
+        h = K.unowned(h)
         return K.snapshot(h, keys, vals, plen, KW, VW, SW, SYNC)
 
     @numba.njit(**JIT)
     def get_many(h, keys, out, found):
         DIGEST  # noqa: B018 (cache key, see above)
-        h = K.unowned(h)  # see K.unowned: no refcount traffic on the shared header
+        h = K.unowned(h)
         r = 0
         for j in range(found.shape[0]):
             key = K.load_words(keys, j * KW, KW, False)
@@ -110,7 +111,7 @@ def _kernels(KW, VW, SW, SYNC, KT, VT):
     def insert_many(h, keys, vals, old, found):
         """Returns -1, or the index of the first item not inserted (table full, no memory)."""
         DIGEST  # noqa: B018 (cache key, see above)
-        h = K.unowned(h)  # see K.unowned: no refcount traffic on the shared header
+        h = K.unowned(h)
         waits = 0
         for j in range(found.shape[0]):
             key = K.load_words(keys, j * KW, KW, False)
@@ -128,7 +129,7 @@ def _kernels(KW, VW, SW, SYNC, KT, VT):
     @numba.njit(**JIT)
     def remove_many(h, keys, old, found):
         DIGEST  # noqa: B018 (cache key, see above)
-        h = K.unowned(h)  # see K.unowned: no refcount traffic on the shared header
+        h = K.unowned(h)
         waits = 0
         z = K.zero_words(VW)
         for j in range(found.shape[0]):
@@ -148,7 +149,7 @@ def _kernels(KW, VW, SW, SYNC, KT, VT):
         def add_many(h, keys, deltas, new):
             """Returns (-1, 0), or (index, status) of the first item not applied."""
             DIGEST  # noqa: B018 (cache key, see above)
-            h = K.unowned(h)  # see K.unowned: no refcount traffic on the shared header
+            h = K.unowned(h)
             waits = 0
             for j in range(new.shape[0] // VW):
                 key = K.load_words(keys, j * KW, KW, False)
@@ -173,7 +174,7 @@ def _kernels(KW, VW, SW, SYNC, KT, VT):
         @numba.njit(**JIT)
         def get1(h, k):
             DIGEST  # noqa: B018 (cache key, see above)
-            h = K.unowned(h)  # see K.unowned: no refcount traffic on the shared header
+            h = K.unowned(h)
             key = (K.key_word(k, KT),)
             f, vals, r = K.lookup(h, key, KW, VW, SW, SYNC)
             if r != 0:
@@ -185,7 +186,7 @@ def _kernels(KW, VW, SW, SYNC, KT, VT):
         @numba.njit(**JIT)
         def contains1(h, k):
             DIGEST  # noqa: B018 (cache key, see above)
-            h = K.unowned(h)  # see K.unowned: no refcount traffic on the shared header
+            h = K.unowned(h)
             key = (K.key_word(k, KT),)
             f, vals, r = K.lookup(h, key, KW, VW, SW, SYNC)
             if r != 0:
@@ -195,7 +196,7 @@ def _kernels(KW, VW, SW, SYNC, KT, VT):
         @numba.njit(**JIT)
         def insert1(h, k, v):
             DIGEST  # noqa: B018 (cache key, see above)
-            h = K.unowned(h)  # see K.unowned: no refcount traffic on the shared header
+            h = K.unowned(h)
             key = (K.key_word(k, KT),)
             val = (K.value_word(v, VT),)  # both validated before anything is written
             st, o, w = K.update(h, key, val, OP_INSERT, KW, VW, SW, SYNC, VT)
@@ -210,7 +211,7 @@ def _kernels(KW, VW, SW, SYNC, KT, VT):
         @numba.njit(**JIT)
         def remove1(h, k):
             DIGEST  # noqa: B018 (cache key, see above)
-            h = K.unowned(h)  # see K.unowned: no refcount traffic on the shared header
+            h = K.unowned(h)
             key = (K.key_word(k, KT),)
             st, o, w = K.update(h, key, K.zero_words(VW), OP_REMOVE, KW, VW, SW, SYNC, VT)
             if w != 0:
@@ -227,7 +228,7 @@ def _kernels(KW, VW, SW, SYNC, KT, VT):
             def add1(h, k, d):
 
                 DIGEST  # noqa: B018 (cache key, see above)
-                h = K.unowned(h)  # see K.unowned: no refcount traffic on the shared header
+                h = K.unowned(h)
                 key = (K.key_word(k, KT),)
                 dw = (K.value_word(d, VT),)
                 st, o, w = K.update(h, key, dw, OP_ADD, KW, VW, SW, SYNC, VT)
@@ -631,18 +632,31 @@ _MISSING = object()
 # --------------------------------------------------------------------------- numba type
 
 
-#: bump whenever the data model, the header layout or the njit methods change
-#: (3: the read methods are force-inlined, so cached callers must recompile)
+#: bump whenever the data model or the header layout change
 _LAYOUT_VERSION = 3
+
+
+def _methods_digest():
+    """The kernels' source digest folded with this file's bytes (where the njit methods
+    live): part of the type's name, so a cached user function that inlined an older
+    method body (get/contains/in are force-inlined) recompiles instead of running it."""
+    import hashlib
+
+    with open(__file__, "rb") as f:
+        d = hashlib.sha256(f.read())
+    d.update(K.SOURCE_DIGEST.to_bytes(8, "little"))
+    return d.hexdigest()[:12]
+
+
+_METHODS_DIGEST = _methods_digest()
 
 # The read methods below are compiled with LLVM's alwaysinline (numba's ``forceinline``):
 # as out-of-line calls they cost SeqMap ~1.5x in an njit get loop (a call through numba's
 # exception ABI per lookup, the Optional result on the stack), while PlainMap's smaller
 # body was inlined by LLVM anyway, so the comparison measured a call. numba's IR-level
 # ``inline="always"`` does the same for speed but tripled the compile time of a user
-# function calling them, and its SSA pass warns about the inlined loops. The slow path of
-# a lookup stays out of line (``_lookup_slow`` sets forceinline=False: the flag is
-# otherwise inherited by callees). Writes are a call to ``update`` either way.
+# function calling them, and its SSA pass warns about the inlined loops. Writes are a
+# call to ``update`` either way (not force-inlined: its body is large).
 _INLINE = {"forceinline": True}
 
 
@@ -663,11 +677,12 @@ class SeqMapType(types.Type):
         self.KT, self.VT, self.KW, self.VW, self.SW, self.sync = KT, VT, KW, VW, SW, sync
         self.kdt, self.vdt = np.dtype(kdt), np.dtype(vdt)
         cls = "SeqMap" if sync else "PlainMap"
-        # the layout version is part of the type's key: numba's on-disk cache keys compiled
-        # functions by their argument types and the caller's source file only, so a change
-        # of this data model must change the type, or a cached caller would run against
-        # the old layout
-        super().__init__(name=f"{cls}[{self.kdt.descr}, {self.vdt.descr}](layout={_LAYOUT_VERSION})")
+        # the layout version and the methods' source digest are part of the type's key:
+        # numba's on-disk cache keys compiled functions by their argument types and the
+        # caller's source file only, so a change of this data model or of the code inlined
+        # into callers must change the type, or a cached caller would run the old one
+        super().__init__(name=f"{cls}[{self.kdt.descr}, {self.vdt.descr}]"
+                              f"(layout={_LAYOUT_VERSION}, src={_METHODS_DIGEST})")
 
 
 @register_model(SeqMapType)
