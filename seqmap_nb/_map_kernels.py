@@ -14,8 +14,9 @@ code and every Python thread hold *it*, never a buffer)::
 
     line 0   | BUF addr | max_load*2^16 | KW | VW | SW | SYNC | alloc limit | ...   read-mostly
     line 1   | RLOCK (resize lock) | RESIZES | MEM (bytes of live raw buffers) | ...
-    line 2+k | USED_k | LIVE_k | READ_RETRIES_k | WRITE_WAITS_k |     k = 0..15: striped
-             |        counters, one 128-byte line each; stripe k counts slots i with i%16 == k
+    line 2+k | COUNT_k | READ_RETRIES_k | WRITE_WAITS_k |    k = 0..15: striped counters,
+             | one 128-byte line each; stripe k counts slots i with i%16 == k; COUNT_k
+             | packs LIVE_k (low 32 bits) and TOMB_k (tombstones, high 32 bits), USED = sum
     pool     | 4 buffer addresses per capacity class (log2 capacity 0..47)
 
 A buffer is raw memory (``raw_alloc``, 128-aligned): a 128-byte buffer header, then the
@@ -45,8 +46,10 @@ Reader (get / contains), lock-free, never waits for a resize
       incarnation, the recycler's *release* store of GEN happens-after the publication
       that retired ``addr``, so this re-check sees that the buffer is no longer current.)
   G2. From the home slot, for each slot: R1-R4 of ``_seqlock`` (copy seq, key and value in
-      one seqlock section; a LOCKED slot is waited for with backoff; a torn copy is
-      retried). EMPTY ends the probe (miss); FULL with equal key words is the hit;
+      one seqlock section). A LOCKED slot or a torn copy ends the attempt: back off one
+      step and start over at G1 (the probe itself never waits, which keeps the code
+      inlined into callers short). EMPTY ends the probe (miss); FULL with equal key words
+      is the hit;
       TOMBSTONE and other keys continue. MOVED slots are read like any other: a frozen
       buffer's contents are exactly the map's contents at the moment each slot froze,
       and nobody can change the key until the new buffer is published.
@@ -57,6 +60,9 @@ Reader (get / contains), lock-free, never waits for a resize
   incarnation ``g`` where keys never change in a FULL slot: a value some insert/add wrote
   for this key. A miss is linearisable at the moment the EMPTY slot was read (or at the
   publication of the next buffer, if the slot had already frozen): see "no duplicates".
+  Batches (``lookup_many``, ``get_many``) do G1 in full once per buffer rather than once
+  per key, and prefetch the home slots of the keys ahead (why that is still G1 for every
+  key: ``lookup_many``).
 
 Writer (insert / add / remove)
 ==============================
@@ -70,10 +76,11 @@ Writer (insert / add / remove)
       re-check GEN (a stale writer in a recycled buffer gives the slot back unchanged and
       starts over). insert writes the value, add computes old+delta (integer overflow:
       give the slot back unchanged, report OverflowError: never a silent wrap), remove
-      marks TOMBSTONE and decrements its stripe's LIVE; then unlock (release).
+      marks TOMBSTONE and moves one count of its stripe from LIVE to TOMB (one atomic
+      add, see ST_COUNT); then unlock (release).
   W3. Key absent (EMPTY reached; remove reports the miss after the G3 check): CAS-claim
-      that EMPTY slot with ``try_lock(slot, s)``, re-check GEN, write key and value, bump
-      the stripe's USED and LIVE *while still holding the slot lock* (a resize's recount
+      that EMPTY slot with ``try_lock(slot, s)``, re-check GEN, write key and value, add
+      one to the stripe's LIVE *while still holding the slot lock* (a resize's recount
       then cannot miss or double-count it), unlock as FULL.
   W4. After unlocking, if the stripe passed 7/8 of its fair share (1/16) of the growth or
       tombstone threshold (small tables: always), sum the stripes and resize if the
@@ -141,6 +148,7 @@ from numba.extending import intrinsic, overload
 from ._codec import scalar_word, word_scalar
 from ._seqlock import EMPTY, FULL, TOMBSTONE, seq_next, seq_state
 from ._unsafe import (
+    prefetch,
     atomic_cas,
     atomic_fetch_add,
     atomic_load,
@@ -192,10 +200,12 @@ H_RESIZES = LINE_WORDS + 1
 H_MEM = LINE_WORDS + 2  # bytes in raw buffers (current + pool)
 NSTRIPES = 16
 H_STRIPES = 2 * LINE_WORDS
-ST_USED = 0
-ST_LIVE = 1
-ST_RETRY = 2
-ST_WAIT = 3
+# ST_COUNT packs the stripe's LIVE (low 32 bits) and TOMB (tombstones, high 32 bits), so
+# that an insert (+1) and a remove (+2**32 - 1: LIVE - 1 and, by the carry, TOMB + 1) are
+# one atomic add each; MAX_LOG2 keeps both halves below 2**31
+ST_COUNT = 0
+ST_RETRY = 1
+ST_WAIT = 2
 POOL_PER_CLASS = 4
 NCLASSES = 48
 H_POOL = H_STRIPES + NSTRIPES * LINE_WORDS
@@ -209,7 +219,9 @@ B_MASK = 2
 B_LOG2 = 3
 B_GROW = 4
 B_TLIM = 5
-MAX_LOG2 = 40  # 2**40 slots: far past any real machine; "absurd" above that
+#: keys ahead whose home slot a batch lookup prefetches (see lookup_many)
+BATCH_PREFETCH = 8
+MAX_LOG2 = 35  # 2**35 slots (1 TiB of u64/u64 slots): "absurd" above; a stripe then holds 2**31
 
 # operation codes and statuses
 OP_INSERT = 0
@@ -219,6 +231,9 @@ ST_ABSENT = 0  # key was absent (inserted now, or nothing removed)
 ST_FOUND = 1
 ST_OVERFLOW = 2
 ST_NOMEM = 3
+PROBE_MISS = 0  # _probe results
+PROBE_HIT = 1
+PROBE_WAIT = 2
 RS_DONE = 0
 RS_NOMEM = 1
 RS_OTHER = 2  # someone else resized (or nothing to do): start over
@@ -234,6 +249,9 @@ U_MOVED = _U(2)
 U_EMPTY = _U(EMPTY)
 U_FULL = _U(FULL)
 U_TOMB = _U(TOMBSTONE)
+_LOW32 = _U(0xFFFFFFFF)
+COUNT_INSERT = _U(1)
+COUNT_REMOVE = _U((1 << 32) - 1)
 _M1 = _U(0xFF51AFD7ED558CCD)
 _M2 = _U(0xC4CEB9FE1A85EC53)
 _GOLD = _U(0x9E3779B97F4A7C15)
@@ -571,17 +589,27 @@ def _gen_changed(hw, g, SYNC):
 
 
 @njit(inline="always", **JIT)
+def _counts(w):
+    """(used, live) of a packed ST_COUNT word: used = live + tombstones."""
+    live = numba.int64(w & _LOW32)
+    return live + numba.int64(w >> numba.uint64(32)), live
+
+
+@njit(inline="always", **JIT)
+def _stripe_count(h, st, SYNC):
+    if _lit(SYNC):
+        return _counts(atomic_load(h, st + ST_COUNT, "relaxed"))
+    return _counts(h[st + ST_COUNT])
+
+
+@njit(inline="always", **JIT)
 def _sum_stripes(h, SYNC):
     used = 0
     live = 0
     for k in range(NSTRIPES):
-        b = H_STRIPES + k * LINE_WORDS
-        if _lit(SYNC):
-            used += numba.int64(atomic_load(h, b + ST_USED, "relaxed"))
-            live += numba.int64(atomic_load(h, b + ST_LIVE, "relaxed"))
-        else:
-            used += numba.int64(h[b + ST_USED])
-            live += numba.int64(h[b + ST_LIVE])
+        u, lv = _stripe_count(h, H_STRIPES + k * LINE_WORDS, SYNC)
+        used += u
+        live += lv
     return used, live
 
 
@@ -590,12 +618,7 @@ def _over_threshold(h, hw, st, SYNC):
     """W4: cheap per-stripe test first (fair share of the thresholds), exact sum after."""
     grow = numba.int64(hw[B_GROW])
     tlim = numba.int64(hw[B_TLIM])
-    if _lit(SYNC):
-        u = numba.int64(atomic_load(h, st + ST_USED, "relaxed"))
-        lv = numba.int64(atomic_load(h, st + ST_LIVE, "relaxed"))
-    else:
-        u = numba.int64(h[st + ST_USED])
-        lv = numba.int64(h[st + ST_LIVE])
+    u, lv = _stripe_count(h, st, SYNC)
     # below 7/8 of its share this stripe is not where the excess is; small tables always sum
     if (grow >= EXACT_BELOW and u * NSTRIPES <= grow - (grow >> 3)
             and (u - lv) * NSTRIPES <= tlim - (tlim >> 3)):
@@ -759,14 +782,12 @@ def resize(h, old_addr, force, clear, KW, VW, SW, SYNC):
             j = _place(nwords, nmask, key, vals, KW, SW, SYNC)
             counts[j & (NSTRIPES - 1)] += 1
         _unlock(owords, b, s | U_MOVED, SYNC)  # frozen: readable, never writable again
-    for k in range(NSTRIPES):  # Z5: recount (no one else bumps USED/LIVE now)
+    for k in range(NSTRIPES):  # Z5: recount (no one else bumps the counts now): no tombstones
         st = H_STRIPES + k * LINE_WORDS
         if _lit(SYNC):
-            atomic_store(h, st + ST_USED, counts[k], "relaxed")
-            atomic_store(h, st + ST_LIVE, counts[k], "relaxed")
+            atomic_store(h, st + ST_COUNT, counts[k], "relaxed")
         else:
-            h[st + ST_USED] = counts[k]
-            h[st + ST_LIVE] = counts[k]
+            h[st + ST_COUNT] = counts[k]
     if _lit(SYNC):
         atomic_store(h, H_BUF, naddr, "release")  # publish: the fill and the recount happen-before
     else:
@@ -804,6 +825,40 @@ def _wait_moved(h, addr, hw, g, SYNC):
 
 
 @njit(inline="always", **JIT)
+def _probe(words, mask, hv, key, KW, VW, SW, SYNC):
+    """G2 in one buffer from the home slot of hash `hv`: (status, value words), status
+    PROBE_HIT, PROBE_MISS, or PROBE_WAIT when it met a locked slot or a torn copy (the
+    caller backs off and probes again). Never waits itself: without a backoff loop inside,
+    the code inlined into a caller's loop stays short, and how many lookups a core
+    overlaps is bounded by how many of them fit in its reorder window."""
+    kw = _lit(KW)
+    sw = _lit(SW)
+    i = hv & mask
+    n = 0
+    while n <= mask:
+        b = BUF_HDR + i * sw
+        if _lit(SYNC):
+            s = atomic_load(words, b, "acquire")  # R1
+            ks = load_words(words, b + 1, KW, True)  # R2: key and value, one section
+            vs = load_words(words, b + 1 + kw, VW, True)
+            fence("acquire")  # R3
+            if (s & U_LOCKED) or atomic_load(words, b, "relaxed") != s:  # R4
+                return PROBE_WAIT, vs
+        else:
+            s = words[b]
+            ks = load_words(words, b + 1, KW, False)
+            vs = load_words(words, b + 1 + kw, VW, False)
+        st = seq_state(s)
+        if st == U_EMPTY:
+            break
+        if st == U_FULL and ks == key:
+            return PROBE_HIT, vs
+        i = (i + 1) & mask
+        n += 1
+    return PROBE_MISS, zero_words(VW)
+
+
+@njit(inline="always", **JIT)
 def lookup(h, key, KW, VW, SW, SYNC):
     """G1-G3. Returns (found, value words, read retries).
 
@@ -811,51 +866,102 @@ def lookup(h, key, KW, VW, SW, SYNC):
     version ran ~3x slower than its inlined form in batch loops (measured with
     ``seqmap_nb.micro``), while the smaller unsynchronised one was being inlined by LLVM
     anyway, so the comparison was between a call and no call."""
-    kw = _lit(KW)
-    sw = _lit(SW)
-    sync = _lit(SYNC)
     hv = numba.int64(mix64(key))
     retries = 0
+    step = 0
     while True:
         addr, hw, g, mask, words, ok = _current(h, SYNC, SW)
-        if not ok:
+        if ok:
+            st, vals = _probe(words, mask, hv, key, KW, VW, SW, SYNC)
+            if st == PROBE_WAIT:
+                retries += 1
+                step = backoff(step)
+            elif not _gen_changed(hw, g, SYNC):  # G3: else recycled under us, start over
+                return st == PROBE_HIT, vals, retries
+
+
+@njit(inline="always", **JIT)
+def _prefetch_home(addr, mask, key, SW):
+    """Start the cache miss of `key`'s home slot in the buffer at `addr` (a hint only)."""
+    i = mix64(key) & numba.uint64(mask)
+    prefetch(addr + (numba.uint64(BUF_HDR) + i * numba.uint64(_lit(SW))) * numba.uint64(8))
+
+
+@njit(inline="always", **JIT)
+def prefetch_ahead(h, keys, j, n, KW, SW, SYNC):
+    """Batch writers: prefetch the home slot of key ``j + BATCH_PREFETCH`` in the current
+    buffer (a hint, see ``lookup_many``). Writers gain more than readers: the lock's
+    ``lock cmpxchg`` is a full barrier on x86, so without it no two writes' cache misses
+    overlap, while prefetches are not ordered by locked instructions."""
+    pf = _lit(BATCH_PREFETCH)
+    if j + pf < n:
+        if _lit(SYNC):
+            addr = atomic_load(h, H_BUF, "relaxed")
+            mask = atomic_load(raw_words(addr, BUF_HDR), B_MASK, "relaxed")
+        else:
+            addr = h[H_BUF]
+            mask = raw_words(addr, BUF_HDR)[B_MASK]
+        _prefetch_home(addr, mask, load_words(keys, (j + pf) * KW, KW, False), SW)
+
+
+@njit(inline="always", **JIT)
+def _current_ok(h, SYNC, SW):
+    """G1, repeated until it succeeds."""
+    addr, hw, g, mask, words, ok = _current(h, SYNC, SW)
+    while not ok:
+        addr, hw, g, mask, words, ok = _current(h, SYNC, SW)
+    return addr, hw, g, mask, words
+
+
+@njit(inline="always", **JIT)
+def lookup_many(h, keys, out, found, KW, VW, SW, SYNC):
+    """``get_many``: G1-G3 for every key, with G1 done once per buffer rather than once
+    per key, and the home slots of the next keys prefetched. Returns the read retries.
+
+    Per key, G1 shrinks to "``load(BUF, acquire) == addr``" against the (addr, g, mask) of
+    the last full G1, which proved that incarnation ``g`` of ``addr`` was published. If BUF
+    still holds ``addr`` now, either incarnation ``g`` is current, or ``addr`` was retired,
+    recycled and published again as a later incarnation, whose GEN store (release,
+    before the publication our acquire load read) then makes G3 fail: GEN only grows. So
+    when G3 passes, incarnation ``g`` was current when the key's G2 began, which is all
+    that the per-key G1 establishes. A failed check redoes G1 in full and the key over.
+    The mask is the incarnation's (capacity classes never change in recycling).
+
+    Batch lookups know their keys in advance: while key ``j`` is probed, the home slot
+    of key ``j + BATCH_PREFETCH`` is prefetched, so several cache misses are in flight
+    at once instead of as many as fit in the core's reorder window. The cached buffer
+    is only a hint there: a stale one costs a useless fill (a prefetch never faults)."""
+    pf = _lit(BATCH_PREFETCH)
+    n = found.shape[0]
+    retries = 0
+    step = 0
+    addr, hw, g, mask, words = _current_ok(h, SYNC, SW)
+    stale = False
+    j = 0
+    while j < n:
+        if stale:  # G1 in full, then this key again
+            addr, hw, g, mask, words = _current_ok(h, SYNC, SW)
+            stale = False
+        if j + pf < n:
+            _prefetch_home(addr, mask, load_words(keys, (j + pf) * KW, KW, False), SW)
+        if _lit(SYNC):
+            if atomic_load(h, H_BUF, "acquire") != addr:  # G1 for this key
+                stale = True
+                continue
+        key = load_words(keys, j * KW, KW, False)
+        st, vals = _probe(words, mask, numba.int64(mix64(key)), key, KW, VW, SW, SYNC)
+        if st == PROBE_WAIT:  # a locked slot or a torn copy: back off, this key again
+            retries += 1
+            step = backoff(step)
             continue
-        i = hv & mask
-        vals = zero_words(VW)
-        found = False
-        n = 0
+        if _gen_changed(hw, g, SYNC):  # G3
+            stale = True
+            continue
+        found[j] = st == PROBE_HIT
+        store_words(out, j * VW, vals, False)  # zero words on a miss
         step = 0
-        while n <= mask:
-            b = BUF_HDR + i * sw
-            if sync:
-                s = atomic_load(words, b, "acquire")  # R1
-                if s & U_LOCKED:
-                    retries += 1
-                    step = backoff(step)
-                    continue
-                ks = load_words(words, b + 1, KW, True)  # R2: key and value, one section
-                vs = load_words(words, b + 1 + kw, VW, True)
-                fence("acquire")  # R3
-                if atomic_load(words, b, "relaxed") != s:  # R4: torn, copy again
-                    retries += 1
-                    continue
-            else:
-                s = words[b]
-                ks = load_words(words, b + 1, KW, False)
-                vs = load_words(words, b + 1 + kw, VW, False)
-            st = seq_state(s)
-            if st == U_EMPTY:
-                break
-            if st == U_FULL and ks == key:
-                found = True
-                vals = vs
-                break
-            i = (i + 1) & mask
-            n += 1
-            step = 0
-        if _gen_changed(hw, g, SYNC):  # G3: recycled under us, start over
-            continue
-        return found, vals, retries
+        j += 1
+    return retries
 
 
 @njit(**JIT)
@@ -912,8 +1018,7 @@ def update(h, key, arg, OP, KW, VW, SW, SYNC, VT):
                 store_words(words, b + 1, key, SYNC)
                 store_words(words, b + 1 + kw, arg, SYNC)  # insert: the value; add: delta
                 st_i = _stripe(i)
-                _bump(h, st_i + ST_USED, 1, SYNC)  # under the slot lock (see Z5)
-                _bump(h, st_i + ST_LIVE, 1, SYNC)
+                _bump(h, st_i + ST_COUNT, COUNT_INSERT, SYNC)  # under the slot lock (see Z5)
                 _unlock(words, b, seq_next(s, FULL), SYNC)
                 if _over_threshold(h, hw, st_i, SYNC):
                     resize(h, addr, False, False, KW, VW, SW, SYNC)  # failure: table still has room
@@ -931,7 +1036,7 @@ def update(h, key, arg, OP, KW, VW, SW, SYNC, VT):
                     old = load_words(words, b + 1 + kw, VW, False)  # we hold the lock
                     if op == OP_REMOVE:
                         st_i = _stripe(i)
-                        _bump(h, st_i + ST_LIVE, -1, SYNC)
+                        _bump(h, st_i + ST_COUNT, COUNT_REMOVE, SYNC)  # LIVE - 1, TOMB + 1
                         _unlock(words, b, seq_next(s, TOMBSTONE), SYNC)
                         if _over_threshold(h, hw, st_i, SYNC):
                             resize(h, addr, False, False, KW, VW, SW, SYNC)
@@ -999,8 +1104,9 @@ def info(h, out):
     ww = 0
     for k in range(NSTRIPES):
         b = H_STRIPES + k * LINE_WORDS
-        used += numba.int64(atomic_load(h, b + ST_USED, "relaxed"))
-        live += numba.int64(atomic_load(h, b + ST_LIVE, "relaxed"))
+        u, lv = _stripe_count(h, b, True)
+        used += u
+        live += lv
         rr += numba.int64(atomic_load(h, b + ST_RETRY, "relaxed"))
         ww += numba.int64(atomic_load(h, b + ST_WAIT, "relaxed"))
     out[0] = numba.int64(hw[B_CAP])
@@ -1017,7 +1123,7 @@ def info(h, out):
 def live_count(h):
     live = 0
     for k in range(NSTRIPES):
-        live += numba.int64(atomic_load(h, H_STRIPES + k * LINE_WORDS + ST_LIVE, "relaxed"))
+        live += _stripe_count(h, H_STRIPES + k * LINE_WORDS, True)[1]
     return live
 
 

@@ -5,9 +5,11 @@ is the top comment of :mod:`seqmap_nb._map_kernels`; this module is the thin pub
 
 - :class:`SeqMap` validates input (dtypes, capacity, max_load, keys, values, batch
   arrays) with the exceptions of ``API.md`` and then calls *one* nogil kernel per call.
-  The scalar path hands the kernel the header array and the Python scalar directly (no
-  boxing of a structure: HAZARDS 8); other dtypes (records, complex, sub-arrays, ...)
-  go through the batch kernels with one item.
+  The scalar path calls the kernel's compiled entry point for the exact Python types of
+  its arguments (``_EntryPoints``: no dispatch by numba's dispatcher), with the header's
+  address and the scalar (no boxing of a structure: HAZARDS 8), and gets back a numpy
+  scalar built in the kernel (``_npscalar``); other dtypes (records, complex,
+  sub-arrays, ...) and other argument types go through the batch kernels with one item.
 - :class:`PlainMap` is the same class over the same kernels compiled with ``SYNC=False``
   (no sequence checks, no locks, no fences): the single-thread speed reference and the
   negative control of the concurrency tests. It refuses nothing but is **single-thread
@@ -48,6 +50,7 @@ from numba.extending import (
 
 from . import _map_kernels as K
 from ._codec import Codec
+from ._npscalar import as_numpy_scalar
 from ._unsafe import raw_words
 from .config import JIT
 
@@ -72,6 +75,7 @@ def _kernels(KW, VW, SW, SYNC, KT, VT):
     ns = {}
     # module attributes would type as plain int64: bind them here so they are literals
     OP_INSERT, OP_ADD, OP_REMOVE = K.OP_INSERT, K.OP_ADD, K.OP_REMOVE
+    H_WORDS = K.H_WORDS
     # part of every kernel's cache key (closure variables are): a change in the protocol
     # code they inline then recompiles them instead of loading a stale cache entry
     DIGEST = K.SOURCE_DIGEST
@@ -98,13 +102,7 @@ def _kernels(KW, VW, SW, SYNC, KT, VT):
     def get_many(h, keys, out, found):
         DIGEST  # noqa: B018 (cache key, see above)
         h = K.unowned(h)
-        r = 0
-        for j in range(found.shape[0]):
-            key = K.load_words(keys, j * KW, KW, False)
-            f, vals, rr = K.lookup(h, key, KW, VW, SW, SYNC)
-            found[j] = f
-            K.store_words(out, j * VW, vals, False)  # zero words on a miss
-            r += rr
+        r = K.lookup_many(h, keys, out, found, KW, VW, SW, SYNC)
         K.add_stat(h, K.ST_RETRY, r, SYNC)
 
     @numba.njit(**JIT)
@@ -113,7 +111,9 @@ def _kernels(KW, VW, SW, SYNC, KT, VT):
         DIGEST  # noqa: B018 (cache key, see above)
         h = K.unowned(h)
         waits = 0
-        for j in range(found.shape[0]):
+        n = found.shape[0]
+        for j in range(n):
+            K.prefetch_ahead(h, keys, j, n, KW, SW, SYNC)
             key = K.load_words(keys, j * KW, KW, False)
             v = K.load_words(vals, j * VW, VW, False)
             st, o, w = K.update(h, key, v, OP_INSERT, KW, VW, SW, SYNC, VT)
@@ -132,7 +132,9 @@ def _kernels(KW, VW, SW, SYNC, KT, VT):
         h = K.unowned(h)
         waits = 0
         z = K.zero_words(VW)
-        for j in range(found.shape[0]):
+        n = found.shape[0]
+        for j in range(n):
+            K.prefetch_ahead(h, keys, j, n, KW, SW, SYNC)
             key = K.load_words(keys, j * KW, KW, False)
             st, o, w = K.update(h, key, z, OP_REMOVE, KW, VW, SW, SYNC, VT)
             waits += w
@@ -151,7 +153,9 @@ def _kernels(KW, VW, SW, SYNC, KT, VT):
             DIGEST  # noqa: B018 (cache key, see above)
             h = K.unowned(h)
             waits = 0
-            for j in range(new.shape[0] // VW):
+            n = new.shape[0] // VW
+            for j in range(n):
+                K.prefetch_ahead(h, keys, j, n, KW, SW, SYNC)
                 key = K.load_words(keys, j * KW, KW, False)
                 d = K.load_words(deltas, j * VW, VW, False)
                 st, o, w = K.update(h, key, d, OP_ADD, KW, VW, SW, SYNC, VT)
@@ -170,23 +174,27 @@ def _kernels(KW, VW, SW, SYNC, KT, VT):
         ns["add_many"] = add_many
 
     if KT is not None and VT is not None:
+        # The scalar kernels of the Python methods. They take the header's *address* (an
+        # int unboxes in a few ns, an array argument costs a reference-counted view per
+        # call) and return numpy scalars built in the kernel (see _npscalar). The Python
+        # methods call their compiled entry points directly (see _EntryPoints).
 
         @numba.njit(**JIT)
-        def get1(h, k):
+        def get1(a, k):
             DIGEST  # noqa: B018 (cache key, see above)
-            h = K.unowned(h)
+            h = raw_words(a, H_WORDS)
             key = (K.key_word(k, KT),)
             f, vals, r = K.lookup(h, key, KW, VW, SW, SYNC)
             if r != 0:
                 K.add_stat(h, K.ST_RETRY, r, SYNC)
             if f:
-                return K.word_value(vals[0], VT)
+                return as_numpy_scalar(K.word_value(vals[0], VT))
             return None
 
         @numba.njit(**JIT)
-        def contains1(h, k):
+        def contains1(a, k):
             DIGEST  # noqa: B018 (cache key, see above)
-            h = K.unowned(h)
+            h = raw_words(a, H_WORDS)
             key = (K.key_word(k, KT),)
             f, vals, r = K.lookup(h, key, KW, VW, SW, SYNC)
             if r != 0:
@@ -194,9 +202,9 @@ def _kernels(KW, VW, SW, SYNC, KT, VT):
             return f
 
         @numba.njit(**JIT)
-        def insert1(h, k, v):
+        def insert1(a, k, v):
             DIGEST  # noqa: B018 (cache key, see above)
-            h = K.unowned(h)
+            h = raw_words(a, H_WORDS)
             key = (K.key_word(k, KT),)
             val = (K.value_word(v, VT),)  # both validated before anything is written
             st, o, w = K.update(h, key, val, OP_INSERT, KW, VW, SW, SYNC, VT)
@@ -205,19 +213,19 @@ def _kernels(KW, VW, SW, SYNC, KT, VT):
             if st == K.ST_NOMEM:
                 raise MemoryError(_ERR_NOMEM)
             if st == K.ST_FOUND:
-                return K.word_value(o[0], VT)
+                return as_numpy_scalar(K.word_value(o[0], VT))
             return None
 
         @numba.njit(**JIT)
-        def remove1(h, k):
+        def remove1(a, k):
             DIGEST  # noqa: B018 (cache key, see above)
-            h = K.unowned(h)
+            h = raw_words(a, H_WORDS)
             key = (K.key_word(k, KT),)
             st, o, w = K.update(h, key, K.zero_words(VW), OP_REMOVE, KW, VW, SW, SYNC, VT)
             if w != 0:
                 K.add_stat(h, K.ST_WAIT, w, SYNC)
             if st == K.ST_FOUND:
-                return K.word_value(o[0], VT)
+                return as_numpy_scalar(K.word_value(o[0], VT))
             return None
 
         ns.update(get1=get1, contains1=contains1, insert1=insert1, remove1=remove1)
@@ -225,10 +233,9 @@ def _kernels(KW, VW, SW, SYNC, KT, VT):
         if isinstance(VT, (types.Integer, types.Float)) and not isinstance(VT, types.Boolean):
 
             @numba.njit(**JIT)
-            def add1(h, k, d):
-
+            def add1(a, k, d):
                 DIGEST  # noqa: B018 (cache key, see above)
-                h = K.unowned(h)
+                h = raw_words(a, H_WORDS)
                 key = (K.key_word(k, KT),)
                 dw = (K.value_word(d, VT),)
                 st, o, w = K.update(h, key, dw, OP_ADD, KW, VW, SW, SYNC, VT)
@@ -240,24 +247,56 @@ def _kernels(KW, VW, SW, SYNC, KT, VT):
                     raise MemoryError(_ERR_NOMEM)
                 if st == K.ST_FOUND:
                     ok, nv = K.combine(OP_ADD, o, dw, VT)
-                    return K.word_value(nv[0], VT)
-                return K.word_value(dw[0], VT)
+                    return as_numpy_scalar(K.word_value(nv[0], VT))
+                return as_numpy_scalar(K.word_value(dw[0], VT))
 
             ns["add1"] = add1
 
+        kfast, vfast = _fast_types(KT), _fast_types(VT)
+        ns.update(get_ep=_EntryPoints(get1, kfast), contains_ep=_EntryPoints(contains1, kfast),
+                  insert_ep=_EntryPoints(insert1, kfast, vfast), remove_ep=_EntryPoints(remove1, kfast),
+                  add_ep=_EntryPoints(ns.get("add1"), kfast, vfast))
     return type("Kernels", (), ns)
 
 
 # --------------------------------------------------------------------------- the Python class
 
 
-def _fast_types(codec):
-    """Python types the scalar fast path hands straight to the typed kernel."""
-    if not codec.scalar:
-        return frozenset()
-    kind = codec.dtype.kind
-    base = {"b": {bool}, "i": {int}, "u": {int}, "f": {float, int}}[kind]
-    return frozenset(base | {codec.dtype.type})
+def _fast_types(nbtype):
+    """Python types the scalar methods hand straight to a kernel typed `nbtype`: the
+    builtin types of its kind and the numpy scalar type of its dtype."""
+    kind = numba.np.numpy_support.as_dtype(nbtype)
+    base = {"b": {bool}, "i": {int}, "u": {int}, "f": {float, int}}[kind.kind]
+    return frozenset(base | {kind.type})
+
+
+class _EntryPoints(dict):
+    """Python argument types -> the compiled entry point of one scalar kernel, or None.
+
+    Calling a jitted function goes through numba's dispatcher, which works out the numba
+    type of every argument and looks the overload up: about 100 ns of a ~450 ns call on
+    the reference machine. The scalar methods know the types already (they take the fast
+    path only for the exact types of ``_fast_types``), so they look the compiled function
+    up here by ``type(k)`` (or ``(type(k), type(v))``) and call it directly, as the
+    dispatcher itself would. ``Dispatcher.compile(sig)`` compiles the signature, or loads
+    it from the cache, and returns that entry point. Any other type maps to None: the
+    caller's general path, which validates and converts. Shared by every map of a layout.
+    """
+
+    def __init__(self, kernel, *fast):
+        super().__init__()
+        self._kernel, self._fast = kernel, fast
+
+    def __missing__(self, key):
+        ts = key if isinstance(key, tuple) else (key,)
+        ep = None
+        if self._kernel is not None and all(t in f for t, f in zip(ts, self._fast)):
+            ep = self._kernel.compile((types.intp,) + tuple(numba.typeof(t(0)) for t in ts))
+        self[key] = ep
+        return ep
+
+
+_NO_ENTRY = _EntryPoints(None)  # layouts without scalar kernels (records, complex, ...)
 
 
 _FAST_ERRORS = (TypeError, ValueError, OverflowError)
@@ -305,25 +344,26 @@ class SeqMap:
         self._h = h
         self._hdr_addr = int(h.ctypes.data)  # what njit code unboxes (see SeqMapType)
         self._finalizer = weakref.finalize(h, K.free_all, base)
-        self._kfast = _fast_types(kc)
-        self._vfast = _fast_types(vc)
-        self._vbox = vc.dtype.type
         self._info = np.zeros(8, np.int64)
         self._nbtype = SeqMapType(KT, VT, self._KW, self._VW, self._SW, self._SYNC, kc.dtype, vc.dtype)
         self._can_add = vc.kind in "iuf"
-        self._get1 = getattr(self._k, "get1", None)
-        if self._get1 is None:
-            self._kfast = frozenset()
+        k = self._k
+        self._get_ep = getattr(k, "get_ep", _NO_ENTRY)
+        self._contains_ep = getattr(k, "contains_ep", _NO_ENTRY)
+        self._insert_ep = getattr(k, "insert_ep", _NO_ENTRY)
+        self._remove_ep = getattr(k, "remove_ep", _NO_ENTRY)
+        self._add_ep = getattr(k, "add_ep", _NO_ENTRY)
 
     # ------------------------------------------------------------ scalar operations
     def get(self, k, default=None):
         """The value of key `k` (a numpy scalar of the value dtype), or `default`."""
-        if type(k) in self._kfast:
+        ep = self._get_ep[type(k)]
+        if ep is not None:
             try:
-                r = self._get1(self._h, k)
-            except _FAST_ERRORS:
+                r = ep(self._hdr_addr, k)
+            except _FAST_ERRORS:  # a key the dtype cannot hold: the general path says why
                 return self._get_slow(k, default)
-            return default if r is None else self._vbox(r)
+            return default if r is None else r
         return self._get_slow(k, default)
 
     def _get_slow(self, k, default):
@@ -335,12 +375,12 @@ class SeqMap:
 
     def insert(self, k, v):
         """Insert or overwrite; returns the previous value or None."""
-        if type(k) in self._kfast and type(v) in self._vfast:
+        ep = self._insert_ep[type(k), type(v)]
+        if ep is not None:
             try:
-                r = self._k.insert1(self._h, k, v)
+                return ep(self._hdr_addr, k, v)
             except _FAST_ERRORS:
                 return self._insert_slow(k, v)
-            return None if r is None else self._vbox(r)
         return self._insert_slow(k, v)
 
     def _insert_slow(self, k, v):
@@ -354,12 +394,12 @@ class SeqMap:
 
     def remove(self, k):
         """Remove `k`; returns the removed value or None."""
-        if type(k) in self._kfast:
+        ep = self._remove_ep[type(k)]
+        if ep is not None:
             try:
-                r = self._k.remove1(self._h, k)
+                return ep(self._hdr_addr, k)
             except _FAST_ERRORS:
                 return self._remove_slow(k)
-            return None if r is None else self._vbox(r)
         return self._remove_slow(k)
 
     def _remove_slow(self, k):
@@ -376,9 +416,10 @@ class SeqMap:
         follow IEEE. bool, complex and record values have no addition (TypeError)."""
         if not self._can_add:
             raise TypeError(f"add: values of dtype {self._vc.dtype} are not numbers that can be added")
-        if type(k) in self._kfast and type(d) in self._vfast:
+        ep = self._add_ep[type(k), type(d)]
+        if ep is not None:
             try:
-                return self._vbox(self._k.add1(self._h, k, d))
+                return ep(self._hdr_addr, k, d)
             except _FAST_ERRORS:
                 pass
         kw = self._kc.words(k)
@@ -392,9 +433,10 @@ class SeqMap:
         return self._vc.from_words(new)
 
     def contains(self, k):
-        if type(k) in self._kfast:
+        ep = self._contains_ep[type(k)]
+        if ep is not None:
             try:
-                return self._k.contains1(self._h, k)
+                return ep(self._hdr_addr, k)
             except _FAST_ERRORS:
                 pass
         return self._get_slow(k, _MISSING) is not _MISSING
@@ -633,7 +675,7 @@ _MISSING = object()
 
 
 #: bump whenever the data model or the header layout change
-_LAYOUT_VERSION = 3
+_LAYOUT_VERSION = 4
 
 
 def _methods_digest():

@@ -74,6 +74,53 @@ def test_dict_style_api():
     assert m.bytes_per_slot == 32 and m.memory_bytes() > 16 * 32
 
 
+def test_scalar_results_are_numpy_scalars_of_the_value_dtype():
+    """Every scalar method returns what ``a[i]`` returns a numpy user: a numpy scalar of
+    the value dtype, for Python and numpy scalar keys alike. (The layout of other tests,
+    to share their compiled kernels; float maps: test_float_keys_by_value; every dtype's
+    boxing: test_npscalar.py.)"""
+    kdt, vdt, k, v = np.uint64, np.uint8, 2**64 - 1, 200
+    m = SeqMap(kdt, vdt)
+    vt = np.dtype(vdt).type
+    assert m.insert(k, v) is None
+    r = m.insert(k, v)
+    assert type(r) is vt and r == vt(v)
+    for key in (k, np.dtype(kdt).type(k)):
+        assert type(m.get(key)) is vt and m.get(key) == vt(v)
+        assert type(m[key]) is vt
+    assert k in m and m.contains(k) is True
+    m.insert(k, 1)
+    assert type(m.add(k, 2)) is vt and m[k] == 3
+    assert type(m.remove(k)) is vt and m.get(k) is None and k not in m
+
+
+def test_scalar_methods_call_the_kernels_entry_points_for_exact_types_only():
+    """The fast path calls the compiled function for (address, int64) or (address,
+    uint64) directly; any other key type takes the general path, which converts or
+    refuses it exactly as before."""
+    from numba import types
+
+    m = SeqMap(np.uint64, np.uint64)
+    m.insert(5, 6)
+    assert m.get(5) == 6 and m.get(np.uint64(5)) == 6
+    assert m._get_ep[int] is m._k.get1.overloads[(types.intp, types.int64)].entry_point
+    assert m._get_ep[np.uint64] is m._k.get1.overloads[(types.intp, types.uint64)].entry_point
+    assert m.get(np.int64(5)) == 6 and m._get_ep[np.int64] is None  # converted by the codec
+    assert m.get(2**64 - 1) is None  # beyond int64: the entry point refuses, the codec takes it
+    m.insert(2**64 - 1, 1)
+    assert m.get(2**64 - 1) == 1
+    with pytest.raises(OverflowError):
+        m.get(-1)
+    before = set(m._k.get1.overloads)
+    assert m.get(1.0) is None and m.get(np.int8(5)) == 6  # an integral float is its integer
+    with pytest.raises(TypeError, match="expected an integer"):
+        m.get(1.5)
+    with pytest.raises(TypeError, match="expected an integer"):
+        m["x"]
+    assert m._get_ep[float] is None and m._get_ep[str] is None
+    assert set(m._k.get1.overloads) == before  # nothing compiled for other types
+
+
 def test_growth_from_capacity_one_keeps_everything():
     m = SeqMap(np.int64, np.int64, capacity=1)
     assert m.capacity == 1
@@ -90,6 +137,7 @@ def test_float_keys_by_value():
     m = SeqMap(np.float64, np.float32)
     m.insert(-0.0, 1.5)
     assert m.get(0.0) == np.float32(1.5) and 0.0 in m and -0.0 in m
+    assert type(m.get(0.0)) is np.float32 and type(m.insert(0.0, 1.5)) is np.float32
     assert len(m) == 1
     m.insert(np.inf, 2.0)
     m.insert(1, 3.0)  # an int key for a float map is the float 1.0

@@ -14,7 +14,7 @@ import pytest
 
 from seqmap_nb import _map_kernels as K
 
-from seqmap_nb._unsafe import atomic_load, raw_words
+from seqmap_nb._unsafe import atomic_load, atomic_store, raw_words
 from seqmap_nb.seqmap import PlainMap, SeqMap
 
 from conftest import run_threads, scaled
@@ -142,6 +142,110 @@ def test_readers_during_growth_and_churn_see_only_their_keys_values():
     np.testing.assert_array_equal(np.sort(ks), expect)
     assert np.all(vs // 1024 == ks) and np.all(vs % 1024 == 5)
     assert len(np.unique(ks)) == len(ks)
+
+
+# ----------------------------------------------------------------- no read misses a key already in
+
+
+@numba.njit(nogil=True, cache=True)
+def insert_publishing(m, keys, published):
+    """Insert the keys in order; after each insert returns, publish how many are in."""
+    for j in range(keys.shape[0]):
+        m.insert(keys[j], keys[j] * numba.uint64(3) + numba.uint64(1))
+        atomic_store(published, 0, j + 1, "release")
+    return 0
+
+
+@numba.njit(nogil=True, cache=True)
+def published_count(published):
+    return atomic_load(published, 0, "acquire")
+
+
+@numba.njit(nogil=True, cache=True)
+def njit_get_misses(m, keys, published):
+    """Until all keys are in: look up every key already published; count the lookups
+    that miss it or return a wrong value."""
+    misses = reads = 0
+    while True:
+        p = atomic_load(published, 0, "acquire")
+        for j in range(p):
+            v = m.get(keys[j])
+            reads += 1
+            if v is None or v != keys[j] * numba.uint64(3) + numba.uint64(1):
+                misses += 1
+        if p == keys.shape[0]:
+            return misses, reads
+
+
+@numba.njit(nogil=True, cache=True)
+def stale_buffer_misses(h, keys, published, ready):
+    """Negative control: G1 once, then every lookup in that buffer (the protocol's probe,
+    no G1 per lookup, no G3), as a reader that cached the buffer would do."""
+    addr, hw, g, mask, words = K._current_ok(h, True, 4)
+    atomic_store(ready, 0, 1, "release")
+    misses = reads = 0
+    while True:
+        p = atomic_load(published, 0, "acquire")
+        for j in range(p):
+            key = (keys[j],)
+            st, vals = K._probe(words, mask, numba.int64(K.mix64(key)), key, 1, 1, 4, True)
+            reads += 1
+            if st == K.PROBE_MISS:
+                misses += 1
+        if p == keys.shape[0]:
+            return misses, reads
+
+
+def _growing_writer(m, keys, published, ready):
+    def run():
+        while not published_count(ready):  # the reader under test has taken its buffer
+            threading.Event().wait(0.001)
+        return insert_publishing(m, keys, published)
+
+    return run
+
+
+def test_reads_during_growth_never_miss_a_key_inserted_before_them():
+    """One writer inserts keys in order into a map growing from capacity 16 and publishes
+    each insert after it returns; readers (njit ``m.get`` and ``get_many``, whose batch
+    loop takes G1 once per buffer) look up every key published so far: none may be
+    missed. The control reads through the buffer of its first G1 and misses every key
+    the growth put elsewhere, in the same harness."""
+    n = scaled(20_000, 2000)
+    keys = np.random.default_rng(11).permutation(n).astype(np.uint64)
+    small = SeqMap(np.uint64, np.uint64)
+    insert_publishing(small, keys[:4], np.zeros(1, np.int64))
+    njit_get_misses(small, keys[:4], np.full(1, 4, np.int64))
+    stale_buffer_misses(small._h, keys[:4], np.full(1, 4, np.int64), np.zeros(1, np.int64))
+
+    m = SeqMap(np.uint64, np.uint64, capacity=16)
+    published = np.zeros(1, np.int64)
+    ready = np.ones(1, np.int64)
+
+    def batch_reader():
+        misses = reads = 0
+        while True:
+            p = published_count(published)
+            vals, found = m.get_many(keys[:p])
+            misses += int((~found).sum()) + int((vals[found] != keys[:p][found] * np.uint64(3) + np.uint64(1)).sum())
+            reads += p
+            if p == n:
+                return misses, reads
+
+    res = run_threads([_growing_writer(m, keys, published, ready), lambda: njit_get_misses(m, keys, published),
+                       batch_reader], timeout=400)
+    assert m.stats()["resizes"] >= 8
+    for (misses, reads), who in zip(res[1:], ("njit m.get", "get_many")):
+        assert reads >= n
+        assert misses == 0, f"{who}: {misses} of {reads} lookups missed a key inserted before them"
+
+    c = SeqMap(np.uint64, np.uint64, capacity=16)
+    published[0] = 0
+    ready[0] = 0
+    res = run_threads([_growing_writer(c, keys, published, ready),
+                       lambda: stale_buffer_misses(c._h, keys, published, ready)], timeout=400)
+    misses, reads = res[1]
+    assert misses >= n - 16, f"control: a stale-buffer reader missed only {misses} of {reads}"
 
 
 # ----------------------------------------------------------------- multi-word values: torn reads

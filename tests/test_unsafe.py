@@ -36,11 +36,13 @@ from seqmap_nb._unsafe import (
     f64_bits,
     fence,
     monotonic_ns,
+    prefetch,
     raw_alloc,
     raw_free,
     raw_words,
     sched_yield,
 )
+from seqmap_nb._unsafe import HUGE_PAGE
 from seqmap_nb.config import JIT
 
 pytestmark = pytest.mark.timeout(300)
@@ -274,6 +276,93 @@ def _raw_roundtrip(n):
 def test_raw_memory_is_zeroed_and_aligned():
     s, zero, aligned = _raw_roundtrip(1000)
     assert s == sum(range(1000)) and zero and aligned
+
+
+def _prefetches(a):
+    prefetch(a.ctypes.data)
+    prefetch(0)  # never faults, whatever the address
+    prefetch(numba.uint64(0xDEAD0000DEAD0000))
+    return a[0]
+
+
+def test_prefetch_emits_a_read_hint_and_never_faults():
+    _one(_raw_ir(_prefetches, np.ones(4)), r'call void @"?llvm\.prefetch\.p0"?\(' + _P + r' [^,]+, i32 0, i32 3, i32 1\)')
+    assert numba.njit(_prefetches)(np.ones(4)) == 1.0
+
+
+@numba.njit(**JIT)
+def _raw_alloc_free(nbytes, touch):
+    addr = raw_alloc(nbytes)
+    if touch and addr != 0:
+        raw_words(addr, nbytes // 8)[nbytes // 8 - 1] = 1
+    return addr
+
+
+def _anon_huge_kb(addr):
+    """AnonHugePages of the mapping that holds `addr` (/proc/self/smaps)."""
+    inside = False
+    with open("/proc/self/smaps") as f:
+        for line in f:
+            head = line.split()[0]
+            if "-" in head and ":" not in head:
+                lo, hi = (int(x, 16) for x in head.split("-"))
+                inside = lo <= addr < hi
+            elif inside and head == "AnonHugePages:":
+                return int(line.split()[1])
+    return 0
+
+
+def _thp_mode():
+    try:
+        with open("/sys/kernel/mm/transparent_hugepage/enabled") as f:
+            return re.search(r"\[(\w+)\]", f.read()).group(1)
+    except OSError:
+        return "absent"
+
+
+def _thp_fallbacks():
+    with open("/proc/vmstat") as f:
+        return sum(int(v) for k, v in (line.split() for line in f) if k == "thp_fault_fallback")
+
+
+def test_large_raw_buffers_are_huge_page_aligned_and_advised():
+    """Buffers of 2 MiB and up start on a huge page and get huge pages where the kernel
+    offers them on request (THP ``madvise`` mode; ``always`` gives them to any mapping, so
+    the control is only meaningful in ``madvise`` mode)."""
+    n = 8 * HUGE_PAGE
+    small = _raw_alloc_free(HUGE_PAGE - 128, False)
+    assert small % 128 == 0
+    _free(small)
+    mode = _thp_mode()
+    before = _thp_fallbacks() if mode != "absent" else 0
+    addr = _raw_alloc_free(n, True)
+    try:
+        assert addr != 0 and addr % HUGE_PAGE == 0
+        if mode not in ("madvise", "always"):
+            pytest.skip(f"transparent huge pages are {mode!r} here: alignment checked only")
+        if _thp_fallbacks() != before:
+            pytest.skip("the kernel had no free huge page (thp_fault_fallback rose): alignment checked only")
+        assert _anon_huge_kb(addr) >= 2048, "a 16 MiB table was given no huge page"
+        if mode == "madvise":
+            # negative control: the same size from the C allocator without the advice
+            import ctypes
+
+            libc = ctypes.CDLL(None)
+            libc.aligned_alloc.restype = ctypes.c_void_p
+            libc.aligned_alloc.argtypes = [ctypes.c_size_t, ctypes.c_size_t]
+            other = libc.aligned_alloc(HUGE_PAGE, n)
+            ctypes.memset(other, 0, n)
+            try:
+                assert _anon_huge_kb(other) == 0, "without the advice the detector still saw huge pages"
+            finally:
+                libc.free(ctypes.c_void_p(other))
+    finally:
+        _free(addr)
+
+
+@numba.njit(**JIT)
+def _free(addr):
+    raw_free(addr)
 
 
 @numba.njit(**JIT)
