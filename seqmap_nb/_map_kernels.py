@@ -536,6 +536,12 @@ def mix64(key):
 
 
 @njit(inline="always", **JIT)
+def header_at(addr):
+    """The header at `addr` as an unowned uint64 view (see :func:`unowned`)."""
+    return raw_words(addr, H_WORDS)
+
+
+@njit(inline="always", **JIT)
 def unowned(h):
     """The header as a view without an owner.
 
@@ -544,7 +550,7 @@ def unowned(h):
     operation on the header's meminfo, one cache line that every thread of every batch call
     shares (seen in a batch loop's assembly: an NRT_incref/NRT_decref pair per item). The
     header lives as long as the map, which the caller holds."""
-    return raw_words(h.ctypes.data, H_WORDS)
+    return header_at(h.ctypes.data)
 
 
 @njit(inline="always", **JIT)

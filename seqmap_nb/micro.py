@@ -214,26 +214,19 @@ def main(argv=None):
     kernel = sm._k.get1  # the jitted function m.get runs, called through numba's dispatcher
     entry = sm._get_ep[int]  # its compiled entry point, which m.get calls
 
+    def loop_calling(fn, first):
+        def run():
+            for k in hk:
+                fn(first, k)
+        return run
+
     def via_method():
         g = sm.get
         for k in hk:
             g(k)
 
-    def via_kernel():
-        for k in hk:
-            kernel(addr, k)
-
-    def via_entry():
-        for k in hk:
-            entry(addr, k)
-
-    def via_public():
-        for k in hk:
-            _public_get(sm, k)
-
-    def via_noop():
-        for k in hk:
-            _noop(addr, k)
+    via_kernel, via_entry = loop_calling(kernel, addr), loop_calling(entry, addr)
+    via_public, via_noop = loop_calling(_public_get, sm), loop_calling(_noop, addr)
 
     def via_loop():
         for k in hk:

@@ -51,7 +51,6 @@ from numba.extending import (
 from . import _map_kernels as K
 from ._codec import Codec
 from ._npscalar import as_numpy_scalar
-from ._unsafe import raw_words
 from .config import JIT
 
 __all__ = ["SeqMap", "PlainMap", "SeqMapType"]
@@ -75,7 +74,6 @@ def _kernels(KW, VW, SW, SYNC, KT, VT):
     ns = {}
     # module attributes would type as plain int64: bind them here so they are literals
     OP_INSERT, OP_ADD, OP_REMOVE = K.OP_INSERT, K.OP_ADD, K.OP_REMOVE
-    H_WORDS = K.H_WORDS
     # part of every kernel's cache key (closure variables are): a change in the protocol
     # code they inline then recompiles them instead of loading a stale cache entry
     DIGEST = K.SOURCE_DIGEST
@@ -182,7 +180,7 @@ def _kernels(KW, VW, SW, SYNC, KT, VT):
         @numba.njit(**JIT)
         def get1(a, k):
             DIGEST  # noqa: B018 (cache key, see above)
-            h = raw_words(a, H_WORDS)
+            h = K.header_at(a)
             key = (K.key_word(k, KT),)
             f, vals, r = K.lookup(h, key, KW, VW, SW, SYNC)
             if r != 0:
@@ -194,7 +192,7 @@ def _kernels(KW, VW, SW, SYNC, KT, VT):
         @numba.njit(**JIT)
         def contains1(a, k):
             DIGEST  # noqa: B018 (cache key, see above)
-            h = raw_words(a, H_WORDS)
+            h = K.header_at(a)
             key = (K.key_word(k, KT),)
             f, vals, r = K.lookup(h, key, KW, VW, SW, SYNC)
             if r != 0:
@@ -204,7 +202,7 @@ def _kernels(KW, VW, SW, SYNC, KT, VT):
         @numba.njit(**JIT)
         def insert1(a, k, v):
             DIGEST  # noqa: B018 (cache key, see above)
-            h = raw_words(a, H_WORDS)
+            h = K.header_at(a)
             key = (K.key_word(k, KT),)
             val = (K.value_word(v, VT),)  # both validated before anything is written
             st, o, w = K.update(h, key, val, OP_INSERT, KW, VW, SW, SYNC, VT)
@@ -219,7 +217,7 @@ def _kernels(KW, VW, SW, SYNC, KT, VT):
         @numba.njit(**JIT)
         def remove1(a, k):
             DIGEST  # noqa: B018 (cache key, see above)
-            h = raw_words(a, H_WORDS)
+            h = K.header_at(a)
             key = (K.key_word(k, KT),)
             st, o, w = K.update(h, key, K.zero_words(VW), OP_REMOVE, KW, VW, SW, SYNC, VT)
             if w != 0:
@@ -235,7 +233,7 @@ def _kernels(KW, VW, SW, SYNC, KT, VT):
             @numba.njit(**JIT)
             def add1(a, k, d):
                 DIGEST  # noqa: B018 (cache key, see above)
-                h = raw_words(a, H_WORDS)
+                h = K.header_at(a)
                 key = (K.key_word(k, KT),)
                 dw = (K.value_word(d, VT),)
                 st, o, w = K.update(h, key, dw, OP_ADD, KW, VW, SW, SYNC, VT)
@@ -265,9 +263,9 @@ def _kernels(KW, VW, SW, SYNC, KT, VT):
 def _fast_types(nbtype):
     """Python types the scalar methods hand straight to a kernel typed `nbtype`: the
     builtin types of its kind and the numpy scalar type of its dtype."""
-    kind = numba.np.numpy_support.as_dtype(nbtype)
-    base = {"b": {bool}, "i": {int}, "u": {int}, "f": {float, int}}[kind.kind]
-    return frozenset(base | {kind.type})
+    dt = numba.np.numpy_support.as_dtype(nbtype)
+    base = {"b": {bool}, "i": {int}, "u": {int}, "f": {float, int}}[dt.kind]
+    return frozenset(base | {dt.type})
 
 
 class _EntryPoints(dict):
@@ -706,7 +704,7 @@ class SeqMapType(types.Type):
     """numba type of a SeqMap/PlainMap, with the layout as parameters.
 
     The data model is one uint64: the address of the header array (``K.H_WORDS`` words),
-    rebuilt inside the methods into an unowned view (``raw_words``). A model holding the
+    rebuilt inside the methods into an unowned view (``K.header_at``). A model holding the
     header *array* costs an incref/decref pair of its meminfo on every method call: two
     atomic RMWs on one cache line that every thread shares, which both slows one thread
     down and caps multi-thread scaling. Safe because the header lives as long as the map
@@ -735,13 +733,10 @@ class _SeqMapModel(models.StructModel):
 
 make_attribute_wrapper(SeqMapType, "hdr_addr", "hdr_addr")
 
-_H_WORDS = K.H_WORDS
-
-
 @overload_attribute(SeqMapType, "_header", inline="always")
 def _ov_header(m):
     """The header inside njit code, as an unowned uint64 view (no reference count)."""
-    return lambda m: raw_words(m.hdr_addr, _H_WORDS)
+    return lambda m: K.header_at(m.hdr_addr)
 
 
 @typeof_impl.register(SeqMap)
