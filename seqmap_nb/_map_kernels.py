@@ -45,12 +45,14 @@ Reader (get / contains), lock-free, never waits for a resize
       ``load(BUF) != addr`` start over. (If ``g`` is already the number of a recycled
       incarnation, the recycler's *release* store of GEN happens-after the publication
       that retired ``addr``, so this re-check sees that the buffer is no longer current.)
-  G2. From the home slot, for each slot: R1-R4 of ``_seqlock`` (copy seq, key and value in
-      one seqlock section). A LOCKED slot or a torn copy ends the attempt: back off one
-      step and start over at G1 (the probe itself never waits, which keeps the code
-      inlined into callers short). EMPTY ends the probe (miss); FULL with equal key words
-      is the hit;
-      TOMBSTONE and other keys continue. MOVED slots are read like any other: a frozen
+  G2. From the home slot, for each slot: R1 of ``_seqlock`` (the sequence word, acquire),
+      then key and value (relaxed). EMPTY ends the probe (miss), locked or not: an inserter
+      claiming it has not returned yet. TOMBSTONE and FULL with another key continue,
+      locked or not: a FULL slot's key never changes in an incarnation. FULL with equal
+      key words is the hit, and only this slot needs R3-R4 (acquire fence, the sequence
+      word again): if it was locked or has changed, the value may be torn, so the attempt
+      ends: back off one step and start over at G1 (the probe itself never waits, which
+      keeps the code inlined into callers short). MOVED slots are read like any other: a frozen
       buffer's contents are exactly the map's contents at the moment each slot froze,
       and nobody can change the key until the new buffer is published.
   G3. ``fence(acquire)``; if ``load(addr.GEN) != g`` the buffer was recycled under us:
@@ -833,57 +835,71 @@ def _wait_moved(h, addr, hw, g, SYNC):
 @njit(inline="always", **JIT)
 def _probe(words, mask, hv, key, KW, VW, SW, SYNC):
     """G2 in one buffer from the home slot of hash `hv`: (status, value words), status
-    PROBE_HIT, PROBE_MISS, or PROBE_WAIT when it met a locked slot or a torn copy (the
-    caller backs off and probes again). Never waits itself: without a backoff loop inside,
-    the code inlined into a caller's loop stays short, and how many lookups a core
-    overlaps is bounded by how many of them fit in its reorder window."""
+    PROBE_HIT, PROBE_MISS, or PROBE_WAIT when our key's slot was locked or its copy torn
+    (the caller backs off and probes again). Never waits itself: without a backoff loop
+    inside, the code inlined into a caller's loop stays short, and how many lookups a core
+    overlaps is bounded by how many of them fit in its reorder window.
+
+    Only the slot whose key matches needs R3-R4; every other slot is decided by R1 and the
+    key alone, locked or not. A FULL slot's key never changes in an incarnation (a writer
+    holding it changes the value or the state, never the key), so a key read after R1
+    (acquire) saw FULL is that slot's key; TOMBSTONE is final; and EMPTY, even locked by an
+    inserter claiming it, ends the probe: that insert has not returned (it returns after
+    its unlock), so the miss is linearisable at R1. So a reader never waits for a writer of
+    another key in its chain, and skips ~5 instructions per slot passed."""
     kw = _lit(KW)
     sw = _lit(SW)
     i = hv & mask
-    n = 0
-    while n <= mask:
+    left = mask  # slots still to inspect after this one (a down-count: no trip-count setup)
+    while True:
         b = BUF_HDR + i * sw
         if _lit(SYNC):
-            s = atomic_load(words, b, "acquire")  # R1
+            s = atomic_load(words, b, "acquire")  # R1: the key and value loads stay below it
             ks = load_words(words, b + 1, KW, True)  # R2: key and value, one section
             vs = load_words(words, b + 1 + kw, VW, True)
-            fence("acquire")  # R3
-            if (s & U_LOCKED) or atomic_load(words, b, "relaxed") != s:  # R4
-                return PROBE_WAIT, vs
         else:
-            s = words[b]
+            s = load_words(words, b, 1, False)[0]  # (no negative-index wraparound code)
             ks = load_words(words, b + 1, KW, False)
             vs = load_words(words, b + 1 + kw, VW, False)
         st = seq_state(s)
         if st == U_EMPTY:
             break
         if st == U_FULL and ks == key:
+            if _lit(SYNC):
+                fence("acquire")  # R3: the value loads above are ordered before R4
+                if (s & U_LOCKED) or atomic_load(words, b, "relaxed") != s:  # R4: written meanwhile
+                    return PROBE_WAIT, vs
             return PROBE_HIT, vs
+        if left == 0:
+            break
+        left -= 1
         i = (i + 1) & mask
-        n += 1
     return PROBE_MISS, zero_words(VW)
 
 
 @njit(inline="always", **JIT)
 def lookup(h, key, KW, VW, SW, SYNC):
-    """G1-G3. Returns (found, value words, read retries).
+    """G1-G3. Returns (found, value words).
+
+    A retry adds one to the map's read-retry count where it happens (the wait path), so no
+    counter stays live across the caller's loop: inlined into a user's njit loop, every
+    register it holds is one the loop may have to spill.
 
     Inlined into every caller (numba IR level): as a called function the synchronised
     version ran ~3x slower than its inlined form in batch loops (measured with
     ``seqmap_nb.micro``), while the smaller unsynchronised one was being inlined by LLVM
     anyway, so the comparison was between a call and no call."""
     hv = numba.int64(mix64(key))
-    retries = 0
     step = 0
     while True:
         addr, hw, g, mask, words, ok = _current(h, SYNC, SW)
         if ok:
             st, vals = _probe(words, mask, hv, key, KW, VW, SW, SYNC)
             if st == PROBE_WAIT:
-                retries += 1
+                add_stat(h, ST_RETRY, 1, SYNC)  # counted here: no counter live across the loop
                 step = backoff(step)
             elif not _gen_changed(hw, g, SYNC):  # G3: else recycled under us, start over
-                return st == PROBE_HIT, vals, retries
+                return st == PROBE_HIT, vals
 
 
 @njit(inline="always", **JIT)

@@ -182,9 +182,7 @@ def _kernels(KW, VW, SW, SYNC, KT, VT):
             DIGEST  # noqa: B018 (cache key, see above)
             h = K.header_at(a)
             key = (K.key_word(k, KT),)
-            f, vals, r = K.lookup(h, key, KW, VW, SW, SYNC)
-            if r != 0:
-                K.add_stat(h, K.ST_RETRY, r, SYNC)
+            f, vals = K.lookup(h, key, KW, VW, SW, SYNC)
             if f:
                 return as_numpy_scalar(K.word_value(vals[0], VT))
             return None
@@ -194,9 +192,7 @@ def _kernels(KW, VW, SW, SYNC, KT, VT):
             DIGEST  # noqa: B018 (cache key, see above)
             h = K.header_at(a)
             key = (K.key_word(k, KT),)
-            f, vals, r = K.lookup(h, key, KW, VW, SW, SYNC)
-            if r != 0:
-                K.add_stat(h, K.ST_RETRY, r, SYNC)
+            f, vals = K.lookup(h, key, KW, VW, SW, SYNC)
             return f
 
         @numba.njit(**JIT)
@@ -775,16 +771,14 @@ def _ov_get(m, k, default=None):
     if default is None or isinstance(default, (types.NoneType, types.Omitted)):
         def impl(m, k, default=None):
             h = m._header
-            f, vals, r = K.lookup(h, (K.key_word(k, KT),), KW, VW, SW, SYNC)
-            K.add_stat(h, K.ST_RETRY, r, SYNC)
+            f, vals = K.lookup(h, (K.key_word(k, KT),), KW, VW, SW, SYNC)
             if f:
                 return K.word_value(vals[0], VT)
             return None
     else:
         def impl(m, k, default=None):
             h = m._header
-            f, vals, r = K.lookup(h, (K.key_word(k, KT),), KW, VW, SW, SYNC)
-            K.add_stat(h, K.ST_RETRY, r, SYNC)
+            f, vals = K.lookup(h, (K.key_word(k, KT),), KW, VW, SW, SYNC)
             if f:
                 return K.word_value(vals[0], VT)
             return default
@@ -797,8 +791,7 @@ def _ov_contains(m, k):
 
     def impl(m, k):
         h = m._header
-        f, vals, r = K.lookup(h, (K.key_word(k, KT),), KW, VW, SW, SYNC)
-        K.add_stat(h, K.ST_RETRY, r, SYNC)
+        f, vals = K.lookup(h, (K.key_word(k, KT),), KW, VW, SW, SYNC)
         return f
 
     return impl
@@ -811,8 +804,7 @@ def _ov_in(m, k):
 
         def impl(m, k):
             h = m._header
-            f, vals, r = K.lookup(h, (K.key_word(k, KT),), KW, VW, SW, SYNC)
-            K.add_stat(h, K.ST_RETRY, r, SYNC)
+            f, vals = K.lookup(h, (K.key_word(k, KT),), KW, VW, SW, SYNC)
             return f
 
         return impl

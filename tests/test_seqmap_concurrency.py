@@ -353,3 +353,84 @@ def test_writer_waiting_on_frozen_buffer_wakes_when_it_comes_back_recycled():
     t.join(30)
     assert not t.is_alive(), "the waiting writer never noticed its buffer was recycled"
     assert done
+
+
+# ----------------------------------------------------------------- readers and locked slots
+
+
+@numba.njit(nogil=True, cache=True)
+def _home(k, mask):
+    return np.int64(K.mix64((np.uint64(k),))) & mask
+
+
+@numba.njit(nogil=True, cache=True)
+def _slot_of(h, k):
+    """Word index of key `k`'s slot (or of the EMPTY slot ending its chain) in the current buffer."""
+    addr = h[0]
+    hw = raw_words(addr, K.BUF_HDR)
+    mask = np.int64(hw[K.B_MASK])
+    sw = np.int64(h[K.H_SW])
+    words = raw_words(addr, K.BUF_HDR + (mask + 1) * sw)
+    i = _home(k, mask)
+    while True:
+        b = K.BUF_HDR + i * sw
+        st = K.seq_state(words[b])
+        if st == K.U_EMPTY or (st == K.U_FULL and words[b + 1] == np.uint64(k)):
+            return addr, b
+        i = (i + 1) & mask
+
+
+@numba.njit(nogil=True, cache=True)
+def _hold(addr, b, total_words):
+    """Lock a slot as a writer would (LOCKED bit set) and return the word to restore."""
+    return K._lock_slot(raw_words(addr, total_words), b, True)
+
+
+@numba.njit(nogil=True, cache=True)
+def _release(addr, b, total_words, s):
+    K._unlock(raw_words(addr, total_words), b, s, True)
+
+
+def test_reader_passes_slots_locked_by_writers_of_other_keys():
+    """A writer holding the slot of key A (updating it, or claiming an EMPTY slot) must
+    not stall readers of other keys whose chain runs through that slot: a FULL slot's key
+    never changes and a claimed EMPTY slot is still a miss. The control is a reader of A
+    itself: its value may be torn, so it must wait until the writer lets go."""
+    cap = 1024
+    m = SeqMap(np.int64, np.int64, capacity=cap)
+    mask = cap - 1
+    by_home = {}
+    for k in range(1, 100_000):  # three keys with one home slot: chain A, B, then EMPTY
+        by_home.setdefault(_home(k, mask), []).append(k)
+        if len(by_home[_home(k, mask)]) == 3:
+            a, b, d = by_home[_home(k, mask)]
+            break
+    m.insert(a, 10)
+    m.insert(b, 20)
+    total = K.BUF_HDR + cap * m.bytes_per_slot // 8
+    addr, slot_a = _slot_of(m._h, a)
+    _, slot_b = _slot_of(m._h, b)
+    _, slot_end = _slot_of(m._h, d)  # the EMPTY slot after B
+    assert slot_b == slot_a + m.bytes_per_slot // 8 and slot_end > slot_b
+    held_a = _hold(addr, slot_a, total)
+    held_end = _hold(addr, slot_end, total)
+    try:
+        got = {}
+        t = threading.Thread(target=lambda: got.update(b=m.get(b), d=m.get(d), d_in=d in m), daemon=True)
+        t.start()
+        t.join(20)
+        assert not t.is_alive(), "a reader of B waited for the writer holding A's slot"
+        assert got == {"b": 20, "d": None, "d_in": False}
+        assert m.stats()["read_retries"] == 0  # passed without a single retry
+
+        ctl = []  # control: A's own reader must wait for the writer
+        t = threading.Thread(target=lambda: ctl.append(m.get(a)), daemon=True)
+        t.start()
+        t.join(0.5)
+        assert t.is_alive() and not ctl, "a reader of A returned while A's slot was locked"
+    finally:
+        _release(addr, slot_end, total, held_end)
+        _release(addr, slot_a, total, held_a)
+    t.join(20)
+    assert ctl == [10]
+    assert m.stats()["read_retries"] > 0  # the wait on A's slot was counted
