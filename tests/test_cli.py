@@ -67,3 +67,17 @@ def test_bad_arguments_fail_with_a_message(tmp_path, args, message):
     p = _run(args, cwd=tmp_path, timeout=120)
     assert p.returncode != 0
     assert message in p.stdout + p.stderr
+
+
+def test_micro_runs_small_and_reports_every_figure(capsys):
+    """The ratio table's command at a toy size: every figure present, positive, and the
+    state it times verified (micro asserts every value it reads back before printing)."""
+    from seqmap_nb import micro
+
+    r = micro.main(["--n", "4096", "--reps", "1", "--scalar-calls", "200"])
+    want = {"get_many_ratio", "insert_many_ratio", "vs_typed_dict", "vs_python_dict", "njit_get_vs_plain",
+            "plain_vs_typed_dict", "scalar_vs_kernel", "scalar_vs_entry", "scalar_vs_public_njit", "scalar_vs_noop"}
+    assert set(r) == want
+    assert all(0 < v < float("inf") for v in r.values())
+    out = capsys.readouterr().out
+    assert "PlainMap njit get vs typed.Dict" in out and "goal >= 5" in out
