@@ -12,7 +12,8 @@ Layout
 The header is one numpy uint64 array allocated by Python and never replaced (user njit
 code and every Python thread hold *it*, never a buffer)::
 
-    line 0   | BUF addr | max_load*2^16 | KW | VW | SW | SYNC | alloc limit | ...   read-mostly
+    line 0   | BUF addr | max_load*2^16 | KW | VW | SW | SYNC | alloc limit | EPOCH | ...
+             | read-mostly; EPOCH counts the publications of a buffer (stores of BUF)
     line 1   | RLOCK (resize lock) | RESIZES | MEM (bytes of live raw buffers) | ...
     line 2+k | COUNT_k | READ_RETRIES_k | WRITE_WAITS_k |    k = 0..15: striped counters,
              | one 128-byte line each; stripe k counts slots i with i%16 == k; COUNT_k
@@ -25,9 +26,8 @@ no reader can ever touch freed memory (HAZARDS 1), and no numba array references
 (refcounting could otherwise free it under a reader)::
 
     +--------- buffer header line (16 words) ----------+-- slot 0 --+-- slot 1 --+ ...
-    | GEN | CAP | MASK | LOG2 | GROW | TLIM | ...      | seq|key|val| seq|key|val|
+    | -   | CAP | MASK | LOG2 | GROW | TLIM | ...      | seq|key|val| seq|key|val|
     +---------------------------------------------------+------------+------------+
-      GEN: bumped each time the buffer is recycled (an "incarnation" number)
       slot = seq word + KW key words + VW value words, rounded up to a power of two words
       when <= 8 (u64/u64: 4 words = 32 bytes, two slots per 64-byte line, so one probe
       step touches one line), else to a multiple of 8 words.
@@ -41,10 +41,9 @@ with another fmix64 round; home slot = ``mix64 & (cap - 1)``; probing is linear.
 
 Reader (get / contains), lock-free, never waits for a resize
 ===========================================================
-  G1. ``addr = load(BUF, acquire)``; ``g = load(addr.GEN, acquire)``; if
-      ``load(BUF) != addr`` start over. (If ``g`` is already the number of a recycled
-      incarnation, the recycler's *release* store of GEN happens-after the publication
-      that retired ``addr``, so this re-check sees that the buffer is no longer current.)
+  G1. ``e = load(EPOCH, acquire)``; ``addr = load(BUF, acquire)``. A publication stores BUF
+      before EPOCH (both release), so ``addr`` is the buffer published as number ``e`` or
+      a later one. BUF only ever holds published buffers: never one being filled.
   G2. From the home slot, for each slot: R1 of ``_seqlock`` (the sequence word, acquire),
       then key and value (relaxed). EMPTY ends the probe (miss), locked or not: an inserter
       claiming it has not returned yet. TOMBSTONE and FULL with another key continue,
@@ -52,16 +51,19 @@ Reader (get / contains), lock-free, never waits for a resize
       key words is the hit, and only this slot needs R3-R4 (acquire fence, the sequence
       word again): if it was locked or has changed, the value may be torn, so the attempt
       ends: back off one step and start over at G1 (the probe itself never waits, which
-      keeps the code inlined into callers short). MOVED slots are read like any other: a frozen
-      buffer's contents are exactly the map's contents at the moment each slot froze,
-      and nobody can change the key until the new buffer is published.
-  G3. ``fence(acquire)``; if ``load(addr.GEN) != g`` the buffer was recycled under us:
-      start over at G1. (Anything we read that a recycler wrote is ordered after its GEN
-      store by its release fence, so our acquire fence makes the new GEN visible.)
-  A hit returns a value copied whole (R4) from a slot whose key words equal ours, in the
-  incarnation ``g`` where keys never change in a FULL slot: a value some insert/add wrote
-  for this key. A miss is linearisable at the moment the EMPTY slot was read (or at the
-  publication of the next buffer, if the slot had already frozen): see "no duplicates".
+      keeps the code inlined into callers short). MOVED slots are read like any other: a
+      frozen buffer's contents are exactly the map's contents at the moment each slot
+      froze, and nobody can change the key until the new buffer is published.
+  G3. ``fence(acquire)``; if ``load(EPOCH) != e`` a buffer was published meanwhile and
+      ours may have been recycled under us: start over at G1. (A recycler's slot writes
+      come after the publication that retired the buffer, through the resize lock, and
+      after its release fence: if we read any of them, our acquire fence makes that
+      publication's EPOCH, which is above ``e``, visible here. EPOCH only grows: no ABA.)
+  A hit returns a value copied whole (R4) from a slot whose key words equal ours, in one
+  incarnation of the buffer (its life between two recyclings) where keys never change in
+  a FULL slot: a value some insert/add wrote for this key. A miss is linearisable at the
+  moment the EMPTY slot was read (or at the publication of the next buffer, if the slot
+  had already frozen): see "no duplicates".
   Batches (``lookup_many``, ``get_many``) do G1 in full once per buffer rather than once
   per key, and prefetch the home slots of the keys ahead (why that is still G1 for every
   key: ``lookup_many``).
@@ -71,17 +73,18 @@ Writer (insert / add / remove)
   W1. G1 as for readers, then probe from the home slot, loading each sequence word with
       acquire. A LOCKED slot is *waited for* (backoff), never skipped: this is what makes
       the first EMPTY slot of a chain a single meeting point. A MOVED slot means a
-      resize froze this buffer: wait until BUF changes, start over on the new buffer.
+      resize froze this buffer: wait until EPOCH changes, start over on the new buffer.
   W2. Key present (FULL, equal key): ``try_lock(slot, s)`` = CAS against the *exact* word
       observed. Versions are never reused, so success proves the slot still holds our key
       with the value we may read; on failure re-read the same slot. After the lock,
-      re-check GEN (a stale writer in a recycled buffer gives the slot back unchanged and
-      starts over). insert writes the value, add computes old+delta (integer overflow:
+      re-check EPOCH (a stale writer in a recycled buffer gives the slot back unchanged
+      and starts over; in a current buffer EPOCH cannot move while we hold the lock, as
+      the resize must first freeze our slot). insert writes the value, add computes old+delta (integer overflow:
       give the slot back unchanged, report OverflowError: never a silent wrap), remove
       marks TOMBSTONE and moves one count of its stripe from LIVE to TOMB (one atomic
       add, see ST_COUNT); then unlock (release).
   W3. Key absent (EMPTY reached; remove reports the miss after the G3 check): CAS-claim
-      that EMPTY slot with ``try_lock(slot, s)``, re-check GEN, write key and value, add
+      that EMPTY slot with ``try_lock(slot, s)``, re-check EPOCH, write key and value, add
       one to the stripe's LIVE *while still holding the slot lock* (a resize's recount
       then cannot miss or double-count it), unlock as FULL.
   W4. After unlocking, if the stripe passed 7/8 of its fair share (1/16) of the growth or
@@ -114,17 +117,19 @@ Resize (grow, in-place rebuild, clear)
       walked the whole table without an EMPTY slot (forced); ``clear()``.
   Z3. Get a buffer: recycle the pooled buffer of that capacity class, or ``raw_alloc``
       (failure: release the lock, map unchanged and usable, MemoryError reported only
-      when the table was full). Recycling: ``store(GEN, g+1, release)``, ``fence(release)``,
-      then re-initialise every slot to EMPTY *under its slot lock* (a stale writer may be
-      holding one for an instant; it fails its GEN check and restores it), versions
-      continuing.
+      when the table was full). Recycling: ``fence(release)`` (it orders the publication
+      that retired this buffer, which the resize lock made ours, before every slot write
+      below: G3's partner), then re-initialise every slot to EMPTY *under its slot lock*
+      (a stale writer may be holding one for an instant; it fails its EPOCH check and
+      restores it), versions continuing.
   Z4. For every old slot: ``lock`` it (waiting for a writer that holds it), copy a FULL
       entry into the new buffer (through the new slot's lock, for the same reason), and
       store the old word back with MOVED set and LOCKED clear: no writer can take it again,
       readers keep reading its (now frozen, still current) data.
   Z5. Recount the stripes from the new positions (nobody else bumps them now: every old
-      slot is frozen, the new buffer is unpublished); ``store(BUF, new, release)``;
-      retire the old buffer into the pool; release the resize lock.
+      slot is frozen, the new buffer is unpublished); ``store(BUF, new, release)``, then
+      ``store(EPOCH, e+1, release)``; retire the old buffer into the pool; release the
+      resize lock.
   Nothing that returned is lost: a write that returned did so under a slot lock taken
   before the resizer's Z4 lock of that slot, so the copy includes it; a write that finds
   MOVED (or fails its CAS because MOVED changed the word) waits for the new buffer and
@@ -197,6 +202,7 @@ H_VW = 3
 H_SW = 4
 H_SYNC = 5
 H_ALLOC_LIMIT = 6  # largest buffer (bytes) raw_alloc may be asked for; 0 = no limit
+H_EPOCH = 7  # publications so far: stored (release) after BUF by each one; never decreases
 H_RLOCK = LINE_WORDS  # resize lock: 0 free, 1 held
 H_RESIZES = LINE_WORDS + 1
 H_MEM = LINE_WORDS + 2  # bytes in raw buffers (current + pool)
@@ -215,8 +221,7 @@ H_WORDS = H_POOL + POOL_PER_CLASS * NCLASSES
 
 # ------------------------------------------------------------------ buffer header (words)
 BUF_HDR = LINE_WORDS
-B_GEN = 0
-B_CAP = 1
+B_CAP = 1  # (word 0 unused)
 B_MASK = 2
 B_LOG2 = 3
 B_GROW = 4
@@ -570,29 +575,26 @@ def _bump(h, idx, delta, SYNC):
 
 @njit(inline="always", **JIT)
 def _current(h, SYNC, SW):
-    """G1: the current buffer (addr, header words, gen, mask, slot words); ok False = retry."""
+    """G1: the current buffer (addr, header words, epoch, mask, slot words)."""
     sw = _lit(SW)
     if _lit(SYNC):
+        e = atomic_load(h, H_EPOCH, "acquire")  # pairs with a publisher's release: BUF below is its or later
         addr = atomic_load(h, H_BUF, "acquire")  # buffer header and slots are read after this
-        hw = raw_words(addr, BUF_HDR)
-        g = atomic_load(hw, B_GEN, "acquire")  # slot reads stay below; pairs with a recycler's release GEN store
-        ok = atomic_load(h, H_BUF, "relaxed") == addr  # a recycled incarnation is never current here
     else:
+        e = h[H_EPOCH]
         addr = h[H_BUF]
-        hw = raw_words(addr, BUF_HDR)
-        g = hw[B_GEN]
-        ok = True
-    mask = numba.int64(hw[B_MASK])
+    hw = raw_words(addr, BUF_HDR)
+    mask = numba.int64(hw[B_MASK])  # fixed for the buffer's life: capacity classes never change
     words = raw_words(addr, BUF_HDR + (mask + 1) * sw)
-    return addr, hw, g, mask, words, ok
+    return addr, hw, e, mask, words
 
 
 @njit(inline="always", **JIT)
-def _gen_changed(hw, g, SYNC):
-    """G3: True if the buffer was recycled since `g` was read (acquire fence, then load)."""
+def _epoch_changed(h, e, SYNC):
+    """G3: True if a buffer was published since `e` was read (acquire fence, then load)."""
     if _lit(SYNC):
-        fence("acquire")  # every slot read above is ordered before the GEN re-read
-        return atomic_load(hw, B_GEN, "relaxed") != g
+        fence("acquire")  # every slot read above is ordered before the EPOCH re-read
+        return atomic_load(h, H_EPOCH, "relaxed") != e
     return False
 
 
@@ -686,12 +688,11 @@ def _new_buffer(h, cap, log2, SW, SYNC):
             hw = raw_words(addr, BUF_HDR)
             words = raw_words(addr, nwords)
             if _lit(SYNC):
-                # a new incarnation: GEN first (release: pairs with G1's acquire), and the
-                # fence orders it before every slot write below (stale ops then see it in G3)
-                atomic_store(hw, B_GEN, hw[B_GEN] + numba.uint64(1), "release")
+                # a new incarnation: the publication that retired this buffer happens-before
+                # us (resize lock); the fence orders it before every slot write below, so a
+                # stale operation that reads one of them sees that EPOCH in G3 (or its
+                # writer's re-check) and starts over
                 fence("release")
-            else:
-                hw[B_GEN] += numba.uint64(1)
             for i in range(cap):
                 b = BUF_HDR + i * sw
                 s = _lock_slot(words, b, SYNC)
@@ -705,7 +706,6 @@ def _new_buffer(h, cap, log2, SW, SYNC):
     if addr == 0:
         return addr
     hw = raw_words(addr, BUF_HDR)
-    hw[B_GEN] = 0
     hw[B_CAP] = cap
     hw[B_MASK] = cap - 1
     hw[B_LOG2] = log2
@@ -739,8 +739,9 @@ def _place(words, mask, key, vals, KW, SW, SYNC):
 
 
 @njit(**JIT)
-def resize(h, old_addr, force, clear, KW, VW, SW, SYNC):
-    """Z1-Z5. Returns RS_DONE, RS_NOMEM or RS_OTHER (someone else resized / nothing to do)."""
+def resize(h, e, force, clear, KW, VW, SW, SYNC):
+    """Z1-Z5 on the buffer published as number `e` (the caller's G1). Returns RS_DONE,
+    RS_NOMEM or RS_OTHER (someone else resized since `e`, or nothing to do)."""
     kw = _lit(KW)
     sw = _lit(SW)
     if _lit(SYNC):
@@ -749,11 +750,12 @@ def resize(h, old_addr, force, clear, KW, VW, SW, SYNC):
             while atomic_load(h, H_RLOCK, "acquire") != 0:
                 step = backoff(step)
             return RS_OTHER
-        if atomic_load(h, H_BUF, "relaxed") != old_addr:
+        if atomic_load(h, H_EPOCH, "relaxed") != e:  # (only resize-lock holders publish)
             atomic_store(h, H_RLOCK, 0, "release")
             return RS_OTHER
-    elif h[H_BUF] != old_addr:
+    elif h[H_EPOCH] != e:
         return RS_OTHER
+    old_addr = h[H_BUF]  # published as number e: under the resize lock nobody else stores it
     ohw = raw_words(old_addr, BUF_HDR)
     ocap = numba.int64(ohw[B_CAP])
     olog2 = numba.int64(ohw[B_LOG2])
@@ -798,8 +800,10 @@ def resize(h, old_addr, force, clear, KW, VW, SW, SYNC):
             h[st + ST_COUNT] = counts[k]
     if _lit(SYNC):
         atomic_store(h, H_BUF, naddr, "release")  # publish: the fill and the recount happen-before
+        atomic_store(h, H_EPOCH, e + numba.uint64(1), "release")  # after BUF: see G1
     else:
         h[H_BUF] = naddr
+        h[H_EPOCH] = e + numba.uint64(1)
     # retire the old buffer (at most POOL_PER_CLASS per class; see the memory bound above)
     for p in range(POOL_PER_CLASS):
         pi = H_POOL + olog2 * POOL_PER_CLASS + p
@@ -813,17 +817,17 @@ def resize(h, old_addr, force, clear, KW, VW, SW, SYNC):
 
 
 @njit(inline="always", **JIT)
-def _wait_moved(h, addr, hw, g, SYNC):
+def _wait_moved(h, e, SYNC):
     """A writer found its buffer frozen: wait (backoff) until a new one is published.
 
-    "New" is a different address *or* a new incarnation of the same one: with in-place
-    rebuilds two buffers alternate, so a writer that sleeps through two of them finds its
-    old address current again (recycled, GEN bumped); waiting for the address alone would
-    then never end."""
+    EPOCH counts publications, so this also ends when the buffer that comes back is the
+    same address recycled (in-place rebuilds alternate two buffers, and a writer that
+    sleeps through two of them finds its old address current again: waiting for BUF to
+    change would then never end)."""
     n = 0
     if _lit(SYNC):
         step = 0
-        while atomic_load(h, H_BUF, "acquire") == addr and atomic_load(hw, B_GEN, "acquire") == g:
+        while atomic_load(h, H_EPOCH, "acquire") == e:
             step = backoff(step)
             n += 1
     return n
@@ -892,14 +896,13 @@ def lookup(h, key, KW, VW, SW, SYNC):
     hv = numba.int64(mix64(key))
     step = 0
     while True:
-        addr, hw, g, mask, words, ok = _current(h, SYNC, SW)
-        if ok:
-            st, vals = _probe(words, mask, hv, key, KW, VW, SW, SYNC)
-            if st == PROBE_WAIT:
-                add_stat(h, ST_RETRY, 1, SYNC)  # counted here: no counter live across the loop
-                step = backoff(step)
-            elif not _gen_changed(hw, g, SYNC):  # G3: else recycled under us, start over
-                return st == PROBE_HIT, vals
+        addr, hw, e, mask, words = _current(h, SYNC, SW)
+        st, vals = _probe(words, mask, hv, key, KW, VW, SW, SYNC)
+        if st == PROBE_WAIT:
+            add_stat(h, ST_RETRY, 1, SYNC)  # counted here: no counter live across the loop
+            step = backoff(step)
+        elif not _epoch_changed(h, e, SYNC):  # G3: else maybe recycled under us, start over
+            return st == PROBE_HIT, vals
 
 
 @njit(inline="always", **JIT)
@@ -927,27 +930,17 @@ def prefetch_ahead(h, keys, j, n, KW, SW, SYNC):
 
 
 @njit(inline="always", **JIT)
-def _current_ok(h, SYNC, SW):
-    """G1, repeated until it succeeds."""
-    addr, hw, g, mask, words, ok = _current(h, SYNC, SW)
-    while not ok:
-        addr, hw, g, mask, words, ok = _current(h, SYNC, SW)
-    return addr, hw, g, mask, words
-
-
-@njit(inline="always", **JIT)
 def lookup_many(h, keys, out, found, KW, VW, SW, SYNC):
     """``get_many``: G1-G3 for every key, with G1 done once per buffer rather than once
     per key, and the home slots of the next keys prefetched. Returns the read retries.
 
-    Per key, G1 shrinks to "``load(BUF, acquire) == addr``" against the (addr, g, mask) of
-    the last full G1, which proved that incarnation ``g`` of ``addr`` was published. If BUF
-    still holds ``addr`` now, either incarnation ``g`` is current, or ``addr`` was retired,
-    recycled and published again as a later incarnation, whose GEN store (release,
-    before the publication our acquire load read) then makes G3 fail: GEN only grows. So
-    when G3 passes, incarnation ``g`` was current when the key's G2 began, which is all
-    that the per-key G1 establishes. A failed check redoes G1 in full and the key over.
-    The mask is the incarnation's (capacity classes never change in recycling).
+    Per key, G1 shrinks to "``load(BUF, acquire) == addr``" against the (e, addr, mask) of
+    the last full G1. When the key's G3 then reads EPOCH == e, EPOCH was e all along
+    (it only grows, and one thread's loads of it never go back), so a full G1 at the
+    key's start would have read e and then BUF: exactly the pair we hold. The BUF load
+    cannot be left out: a publisher stores BUF before EPOCH, and in between a writer may
+    already insert into the new buffer and return; this load sees that buffer, G3 alone
+    might not. A failed check redoes G1 in full and the key over.
 
     Batch lookups know their keys in advance: while key ``j`` is probed, the home slot
     of key ``j + BATCH_PREFETCH`` is prefetched, so several cache misses are in flight
@@ -957,12 +950,12 @@ def lookup_many(h, keys, out, found, KW, VW, SW, SYNC):
     n = found.shape[0]
     retries = 0
     step = 0
-    addr, hw, g, mask, words = _current_ok(h, SYNC, SW)
+    addr, hw, e, mask, words = _current(h, SYNC, SW)
     stale = False
     j = 0
     while j < n:
         if stale:  # G1 in full, then this key again
-            addr, hw, g, mask, words = _current_ok(h, SYNC, SW)
+            addr, hw, e, mask, words = _current(h, SYNC, SW)
             stale = False
         if j + pf < n:
             _prefetch_home(addr, mask, load_words(keys, (j + pf) * KW, KW, False), SW)
@@ -976,7 +969,7 @@ def lookup_many(h, keys, out, found, KW, VW, SW, SYNC):
             retries += 1
             step = backoff(step)
             continue
-        if _gen_changed(hw, g, SYNC):  # G3
+        if _epoch_changed(h, e, SYNC):  # G3
             stale = True
             continue
         found[j] = st == PROBE_HIT
@@ -1002,9 +995,7 @@ def update(h, key, arg, OP, KW, VW, SW, SYNC, VT):
     waits = 0
     old = zero_words(VW)
     while True:
-        addr, hw, g, mask, words, ok = _current(h, SYNC, SW)
-        if not ok:
-            continue
+        addr, hw, e, mask, words = _current(h, SYNC, SW)
         i = hv & mask
         n = 0
         step = 0
@@ -1018,7 +1009,7 @@ def update(h, key, arg, OP, KW, VW, SW, SYNC, VT):
                     step = backoff(step)
                     continue
                 if s & U_MOVED:  # frozen by a resize: continue on the new buffer
-                    waits += 1 + _wait_moved(h, addr, hw, g, SYNC)
+                    waits += 1 + _wait_moved(h, e, SYNC)
                     restart = True
                     break
             else:
@@ -1026,14 +1017,14 @@ def update(h, key, arg, OP, KW, VW, SW, SYNC, VT):
             st = seq_state(s)
             if st == U_EMPTY:
                 if op == OP_REMOVE:
-                    if _gen_changed(hw, g, SYNC):
+                    if _epoch_changed(h, e, SYNC):
                         restart = True
                         break
                     return ST_ABSENT, old, waits
                 if not _try_lock(words, b, s, SYNC):  # lost the claim: re-read this slot
                     waits += 1
                     continue
-                if sync and atomic_load(hw, B_GEN, "relaxed") != g:  # stale: give it back
+                if sync and atomic_load(h, H_EPOCH, "relaxed") != e:  # stale: give it back
                     _unlock(words, b, s, SYNC)
                     restart = True
                     break
@@ -1043,7 +1034,7 @@ def update(h, key, arg, OP, KW, VW, SW, SYNC, VT):
                 _bump(h, st_i + ST_COUNT, COUNT_INSERT, SYNC)  # under the slot lock (see Z5)
                 _unlock(words, b, seq_next(s, FULL), SYNC)
                 if _over_threshold(h, hw, st_i, SYNC):
-                    resize(h, addr, False, False, KW, VW, SW, SYNC)  # failure: table still has room
+                    resize(h, e, False, False, KW, VW, SW, SYNC)  # failure: table still has room
                 return ST_ABSENT, old, waits
             if st == U_FULL:
                 ks = load_words(words, b + 1, KW, SYNC)  # immutable while the slot is FULL
@@ -1051,7 +1042,7 @@ def update(h, key, arg, OP, KW, VW, SW, SYNC, VT):
                     if not _try_lock(words, b, s, SYNC):  # changed since observed: re-read
                         waits += 1
                         continue
-                    if sync and atomic_load(hw, B_GEN, "relaxed") != g:
+                    if sync and atomic_load(h, H_EPOCH, "relaxed") != e:
                         _unlock(words, b, s, SYNC)
                         restart = True
                         break
@@ -1061,7 +1052,7 @@ def update(h, key, arg, OP, KW, VW, SW, SYNC, VT):
                         _bump(h, st_i + ST_COUNT, COUNT_REMOVE, SYNC)  # LIVE - 1, TOMB + 1
                         _unlock(words, b, seq_next(s, TOMBSTONE), SYNC)
                         if _over_threshold(h, hw, st_i, SYNC):
-                            resize(h, addr, False, False, KW, VW, SW, SYNC)
+                            resize(h, e, False, False, KW, VW, SW, SYNC)
                         return ST_FOUND, old, waits
                     okc, new = combine(OP, old, arg, VT)
                     if not okc:
@@ -1077,10 +1068,10 @@ def update(h, key, arg, OP, KW, VW, SW, SYNC, VT):
             continue
         # walked the whole table without meeting an EMPTY slot
         if op == OP_REMOVE:
-            if _gen_changed(hw, g, SYNC):
+            if _epoch_changed(h, e, SYNC):
                 continue
             return ST_ABSENT, old, waits
-        r = resize(h, addr, True, False, KW, VW, SW, SYNC)
+        r = resize(h, e, True, False, KW, VW, SW, SYNC)
         if r == RS_NOMEM:
             return ST_NOMEM, old, waits
 
@@ -1162,17 +1153,24 @@ def reset_stats(h):
 def snapshot(h, keys, vals, plen, KW, VW, SW, SYNC):
     """Copy every FULL slot (seqlock-consistent per slot) of the current buffer; also the
     probe length of each (slots its lookup inspects). Returns the count, or -1 if the
-    output arrays are shorter than the capacity (the caller retries bigger)."""
+    output arrays are shorter than the capacity (the caller retries bigger).
+
+    Holds the resize lock while it copies, so that no buffer is published or recycled
+    under it: a copy of a large table would otherwise start over at every publication,
+    and under heavy churn (in-place rebuilds) might never finish. Writers go on
+    meanwhile; a resize that one of them needs waits for the copy (Z1)."""
     kw = _lit(KW)
     vw = _lit(VW)
     sw = _lit(SW)
-    while True:
-        addr, hw, g, mask, words, ok = _current(h, SYNC, SW)
-        if not ok:
-            continue
-        if mask + 1 > plen.shape[0]:
-            return -1
-        n = 0
+    if _lit(SYNC):
+        step = 0
+        while atomic_cas(h, H_RLOCK, 0, 1, "acq_rel") != 0:  # as Z1; acquire: BUF below is the last published
+            step = backoff(step)
+    addr, hw, e, mask, words = _current(h, SYNC, SW)
+    n = 0
+    if mask + 1 > plen.shape[0]:
+        n = -1
+    else:
         for i in range(mask + 1):
             b = BUF_HDR + i * sw
             while True:
@@ -1197,17 +1195,17 @@ def snapshot(h, keys, vals, plen, KW, VW, SW, SYNC):
                 home = numba.int64(mix64(ks)) & mask
                 plen[n] = ((i - home) & mask) + 1
                 n += 1
-        if _gen_changed(hw, g, SYNC):
-            continue
-        return n
+    if _lit(SYNC):
+        atomic_store(h, H_RLOCK, 0, "release")
+    return n
 
 
 @njit(**JIT)
 def clear_map(h, KW, VW, SW, SYNC):
     """clear(): a same-capacity rebuild that copies nothing. False when memory is short."""
     while True:
-        addr = atomic_load(h, H_BUF, "acquire")
-        r = resize(h, addr, False, True, KW, VW, SW, SYNC)
+        e = atomic_load(h, H_EPOCH, "acquire")
+        r = resize(h, e, False, True, KW, VW, SW, SYNC)
         if r == RS_DONE:
             return True
         if r == RS_NOMEM:

@@ -669,7 +669,7 @@ _MISSING = object()
 
 
 #: bump whenever the data model or the header layout change
-_LAYOUT_VERSION = 4
+_LAYOUT_VERSION = 5
 
 
 def _methods_digest():
