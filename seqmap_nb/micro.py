@@ -9,8 +9,7 @@
 3. ``get`` in an njit loop: SeqMap vs ``numba.typed.Dict`` (goal: >= 5x faster) and vs a
    Python ``dict`` loop. PlainMap's own ratio to ``typed.Dict`` in the same rounds is
    printed beside it: the ceiling that no synchronisation scheme over this table can pass
-   on the machine at hand (both loops are bound by cache misses and branch mispredictions,
-   so it moves with the machine).
+   on the machine at hand (both loops wait on memory, so it moves with the machine).
 4. Scalar ``m.get(k)`` from Python vs calling the jitted kernel it runs as a bare jitted
    function with the same arguments, ``get1(header_address, k)`` (goal <= 1.3x). Also
    shown: that kernel's compiled entry point called directly (what ``m.get`` does, so
