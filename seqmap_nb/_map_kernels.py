@@ -152,7 +152,7 @@ from numba.core import cgutils
 from numba.core.errors import TypingError
 from numba.extending import intrinsic, overload
 
-from ._codec import scalar_word, word_scalar
+from ._codec import scalar_word
 from ._seqlock import EMPTY, FULL, TOMBSTONE, seq_next, seq_state
 from ._unsafe import (
     prefetch,

@@ -800,14 +800,8 @@ def _ov_contains(m, k):
 @overload(operator.contains, jit_options=_INLINE)
 def _ov_in(m, k):
     if isinstance(m, SeqMapType):
-        KT, VT, KW, VW, SW, SYNC = _scalar_layout(m, "`in`")
-
-        def impl(m, k):
-            h = m._header
-            f, vals = K.lookup(h, (K.key_word(k, KT),), KW, VW, SW, SYNC)
-            return f
-
-        return impl
+        _scalar_layout(m, "`in`")  # its TypingError names the operator
+        return lambda m, k: m.contains(k)
     return None
 
 

@@ -2,7 +2,6 @@
 against Knuth, churn, memory errors. (Model-based tests: test_seqmap_model.py; threads:
 test_seqmap_concurrency.py.)"""
 import re
-import threading
 
 import numba
 import numpy as np
