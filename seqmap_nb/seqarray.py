@@ -10,7 +10,7 @@ resize replaces. Control words every thread touches sit on their own 128-byte li
 every reader loads the buffer address from::
 
     header (uint64[4 * LINE_WORDS], 128-byte aligned)
-    line 0  | ADDR | NW | STRIDE | ...          read-mostly: written only by a resize publish
+    line 0  | ADDR | NW | STRIDE | EPOCH | ...  read-mostly: written only by a resize publish
     line 1  | LEN  | ...                        first set of a cell: fetch_add
     line 2  | RLOCK | RESIZING | ...            resize lock (CAS) and the public flag
     line 3  | READ_RETRIES | WRITE_WAITS | RESIZES | ...   statistics (only on contention)
@@ -71,8 +71,10 @@ R4. For each cell ``j`` below ``min(old capacity, new capacity)``: lock the targ
     old cells past the new capacity (a shrink) are locked, counted if FULL (``LEN`` is
     decremented by the count) and unlocked MOVED.
 R5. Publish: ``store(target.CAP)``, ``store(target.GEN, even, release)``, then
-    ``store(ADDR, target, release)``. A thread that loads ADDR with acquire sees the whole
-    buffer; a thread that loads the target's GEN even sees its complete contents.
+    ``store(ADDR, target, release)``, then ``store(EPOCH, EPOCH + 1, release)``. A thread
+    that loads ADDR with acquire sees the whole buffer; a thread that loads the target's
+    GEN even sees its complete contents. EPOCH counts publications and never repeats a
+    value, unlike ADDR (a recycled buffer comes back at its old address).
 R6. In place (same size class): ``GEN += 1`` (odd), ``fence(release)``; for a shrink,
     lock each cell past the new end, count it if FULL, clear it EMPTY with a new version;
     store CAP; ``store(GEN, even, release)``. Cells past the capacity are always EMPTY,
@@ -81,14 +83,19 @@ R7. Clear RESIZING, ``store(RLOCK, 0, release)``; the old buffer joins the retir
 
 Operations (O1-O5)
 ------------------
-O1. ``addr = load(ADDR, acquire)``; ``g = load(GEN, acquire)``; if ``g`` is odd, back
-    off and retry from O1. ``cap = load(CAP)``; if ``i >= cap``: ``fence(acquire)`` and
+O1. ``e = load(EPOCH, acquire)``; ``addr = load(ADDR, acquire)``; ``g = load(GEN,
+    acquire)``; if ``g`` is odd, back off and retry from O1. ``cap = load(CAP, acquire)``
+    (a resize stores CAP after its odd GEN and a release fence: seeing the new CAP makes
+    the odd GEN visible to the re-checks below); if ``i >= cap``: ``fence(acquire)`` and
     report ``IndexError`` only if GEN is still ``g`` (else retry from O1).
 O2. Read: the seqlock read of cell ``i`` (``_seqlock`` R1-R4), then GEN again (after
     the seqlock's acquire fence); if it moved, retry from O1. EMPTY state reports
     ``UninitializedError``.
 O3. Write: load the cell's sequence word; odd: back off, retry; MOVED: wait until
-    ``ADDR != addr``, retry from O1; else ``try_lock`` (exact-value CAS, acquire).
+    ``EPOCH != e`` (the publication that froze the cell comes after O1's load of ``e``,
+    which preceded the load of ``addr``), retry from O1; else ``try_lock`` (exact-value
+    CAS, acquire). Never wait for ``ADDR != addr``: a writer that sleeps through two
+    resizes finds ``addr`` current again, recycled, and would wait forever.
 O4. After a successful lock, load GEN: if it is no longer ``g`` (the buffer was
     resized in place or recycled after O1), give the cell back unchanged and retry from
     O1. Why this suffices: a resize bumps GEN *before* it locks any cell, and unlocks
@@ -184,6 +191,7 @@ class UninitializedError(LookupError):
 H_ADDR = 0  # line 0: current buffer address (read by every operation)
 H_NW = 1  # data words per cell (constant)
 H_STRIDE = 2  # words per cell, 1 + NW (constant)
+H_EPOCH = 3  # publications of a buffer so far (stored after ADDR, release); only grows
 H_LEN = 1 * LINE_WORDS  # line 1: initialised cells
 H_RLOCK = 2 * LINE_WORDS  # line 2: resize lock (0 free, 1 held)
 H_RESIZING = 2 * LINE_WORDS + 1  # 1 while a resize runs (informational)
@@ -224,26 +232,34 @@ def _view(addr):
 
 @numba.njit(inline="always", **JIT)
 def _locate(hdr, i, stride):
-    """O1: (addr, buf, gen, base, status) for cell `i` of the current buffer.
+    """O1: (epoch, addr, buf, gen, base, status) for cell `i` of the current buffer.
 
     Waits (backoff) while the buffer's generation is odd. ``status`` is ST_INDEX when
     `i` is outside the capacity of a buffer whose generation did not move meanwhile.
     """
     step = 0
     while True:
+        # EPOCH before ADDR (both acquire; a publisher stores ADDR, then EPOCH): `e`
+        # predates the publication of `addr` or is that publication, so a writer that
+        # later finds a cell of `addr` MOVED waits for EPOCH to leave `e`, which the
+        # publication that froze the cell does. ADDR itself can recur (recycled buffers).
+        e = atomic_load(hdr, H_EPOCH, "acquire")
         addr = atomic_load(hdr, H_ADDR, "acquire")  # sees the published buffer whole
         buf = _view(addr)
         g = atomic_load(buf, B_GEN, "acquire")  # cap and cell loads stay below this
         if g & numba.uint64(1):
             step = backoff(step)  # a resize is re-initialising this buffer
             continue
-        cap = atomic_load(buf, B_CAP, "relaxed")
+        # acquire: a resize stores GEN odd, fences (release), then stores CAP; seeing its
+        # CAP makes its odd GEN visible to every later load, so the GEN re-checks below
+        # and after a writer's CAS (O4) cannot pass with a new CAP and the old GEN
+        cap = atomic_load(buf, B_CAP, "acquire")
         if numba.uint64(i) >= cap:  # negative i wraps to a huge unsigned: also out
             fence("acquire")  # the cap load above is ordered before the GEN re-check
             if atomic_load(buf, B_GEN, "relaxed") == g:
-                return addr, buf, g, 0, ST_INDEX
+                return e, addr, buf, g, 0, ST_INDEX
             continue  # resized under us: the capacity may have grown
-        return addr, buf, g, CELLS + numba.int64(i) * stride, ST_OK
+        return e, addr, buf, g, CELLS + numba.int64(i) * stride, ST_OK
 
 
 @numba.njit(inline="always", **JIT)
@@ -254,7 +270,7 @@ def _read_words(hdr, i, out, sync):
     stride = numba.int64(hdr[H_STRIDE])
     retries = 0
     while True:
-        addr, buf, g, base, st = _locate(hdr, i, stride)
+        e, addr, buf, g, base, st = _locate(hdr, i, stride)
         if st != ST_OK:
             return st, retries
         if not sync:
@@ -279,7 +295,7 @@ def _read1(hdr, i):
     """O1-O2 for a one-word cell: (status, word, retries)."""
     retries = 0
     while True:
-        addr, buf, g, base, st = _locate(hdr, i, 2)
+        e, addr, buf, g, base, st = _locate(hdr, i, 2)
         if st != ST_OK:
             return st, numba.uint64(0), retries
         s1, wt = read_begin(buf, base)  # R1 (acquire)
@@ -328,7 +344,7 @@ def _lock_cell(hdr, i, stride):
     waits = 0
     step = 0
     while True:
-        addr, buf, g, base, st = _locate(hdr, i, stride)
+        e, addr, buf, g, base, st = _locate(hdr, i, stride)
         if st != ST_OK:
             return buf, base, numba.uint64(0), st, waits
         s, outcome = _try_lock_at(buf, base, g)
@@ -337,8 +353,10 @@ def _lock_cell(hdr, i, stride):
         waits += 1
         if outcome == TL_BUSY:
             step = backoff(step)
-        elif outcome == TL_MOVED:  # wait for the new buffer to be published
-            while atomic_load(hdr, H_ADDR, "acquire") == addr:
+        elif outcome == TL_MOVED:  # wait for the publication of the new buffer
+            # on EPOCH, which only grows: waiting for ADDR to change never ends for a
+            # writer that sleeps through A -> B -> A (A recycled at the same address)
+            while atomic_load(hdr, H_EPOCH, "acquire") == e:
                 step = backoff(step)
         # TL_STALE: start over from the header at once
 
@@ -389,7 +407,7 @@ def _capacity(hdr):
         if g & numba.uint64(1):
             step = backoff(step)
             continue
-        cap = atomic_load(buf, B_CAP, "relaxed")
+        cap = atomic_load(buf, B_CAP, "acquire")  # see _locate
         fence("acquire")
         if atomic_load(buf, B_GEN, "relaxed") == g:
             return cap
@@ -475,7 +493,7 @@ def _k_snapshot(hdr):
         if g & numba.uint64(1):
             step = backoff(step)
             continue
-        cap = numba.int64(atomic_load(buf, B_CAP, "relaxed"))
+        cap = numba.int64(atomic_load(buf, B_CAP, "acquire"))  # see _locate
         out = np.zeros(cap * nw, np.uint64)
         init = np.zeros(cap, np.bool_)
         for j in range(cap):
@@ -573,6 +591,7 @@ def _k_resize_copy(hdr, new_addr, new_cap, recycled):
     # covers GEN, so an acquire load of ADDR sees the whole buffer.
     atomic_store(new, B_GEN, g + numba.uint64(2) if recycled else g, "release")
     atomic_store(hdr, H_ADDR, new_addr, "release")
+    atomic_store(hdr, H_EPOCH, atomic_load(hdr, H_EPOCH, "relaxed") + numba.uint64(1), "release")  # after ADDR
     atomic_fetch_add(hdr, H_RESIZES, 1, "relaxed")
 
 
@@ -869,7 +888,7 @@ class SeqArray:
 
 
 #: bump whenever the data model, the header/buffer layout or the njit methods change
-_LAYOUT_VERSION = 3
+_LAYOUT_VERSION = 4
 
 
 class SeqArrayType(types.Type):

@@ -251,7 +251,7 @@ def test_no_write_lands_past_the_end_of_a_shrink():
 
 @numba.njit(cache=True)
 def _o1(hdr, i):
-    addr, buf, g, base, st = _locate(hdr, i, 2)
+    e, addr, buf, g, base, st = _locate(hdr, i, 2)
     return addr, g, base, st
 
 
@@ -290,3 +290,50 @@ def test_stale_writer_on_a_recycled_buffer_starts_over():
     assert _o3_o4(*stale) == TL_STALE
     arr.set(10, 2)  # the current writers are unaffected
     assert arr.get(10) == 2
+
+
+# ----------------------------------------------------------------- liveness: ABA on the buffer
+
+
+@numba.njit(nogil=True, cache=True)
+def _spin_writer(arr, t, stop):
+    """``arr.set((j + t) % cap, j)`` until ``stop[0]``; returns the sets done."""
+    j = 0
+    while atomic_load(stop, 0, "acquire") == 0:
+        arr.set((j + t) % 8, j)
+        j += 1
+    return j
+
+
+def test_writers_waiting_on_a_moved_cell_finish_after_resizes_stop():
+    """A writer that meets a MOVED cell waits for the resize to publish. With resizes
+    between two size classes, the buffer it saw comes back recycled at the same address:
+    a writer that slept through A -> B -> A must still notice that a publication
+    happened (it waits on a counter of publications, which never repeats a value, not
+    on the address, which does). 64 writers on 2 cores race 3 s of resizes; once the
+    resizes stop, every writer must see the stop flag within seconds."""
+    arr = SeqArray(np.int64, capacity=8)
+    stop = np.zeros(1, np.int64)
+    _spin_writer(arr, 0, np.ones(1, np.int64))  # compile outside the race
+    arr.resize(40)
+    arr.resize(8)
+    threads = [threading.Thread(target=_spin_writer, args=(arr, t, stop), daemon=True) for t in range(64)]
+    for th in threads:
+        th.start()
+    end = time.monotonic() + 3.0
+    n = 0
+    while time.monotonic() < end:
+        arr.resize(40)
+        arr.resize(8)
+        n += 2
+    stop[0] = 1
+    deadline = time.monotonic() + 20.0
+    for th in threads:
+        th.join(max(0.0, deadline - time.monotonic()))
+    stuck = sum(th.is_alive() for th in threads)
+    if stuck:  # release them (one more publication) so the suite does not keep spinning threads
+        arr.resize(40)
+        for th in threads:
+            th.join(5)
+    assert n > 10
+    assert stuck == 0, f"{stuck} of 64 writers still waiting 20 s after the last of {n} resizes"
