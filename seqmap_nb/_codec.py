@@ -48,6 +48,27 @@ def validate_dtype(dt, what="dtype"):
     return dt
 
 
+#: the max_load values every growing map accepts, both ends included. Below 1/64 a table
+#: is more than 64 times its entries (a typo like 1e-9 would otherwise ask for gigabytes);
+#: above 0.99 linear probing's expected miss length, 1/2 (1 + 1/(1 - a)^2), passes 5000
+MAX_LOAD_RANGE = (1 / 64, 0.99)
+
+
+def check_max_load(max_load):
+    """`max_load` as a float, or TypeError / ValueError naming the accepted range."""
+    import numbers
+
+    if isinstance(max_load, (bool, np.bool_)) or not isinstance(max_load, numbers.Real):
+        raise TypeError(f"max_load must be a number in [{MAX_LOAD_RANGE[0]}, {MAX_LOAD_RANGE[1]}], "
+                        f"got {type(max_load).__name__} {max_load!r}")
+    x = float(max_load)
+    lo, hi = MAX_LOAD_RANGE
+    if not lo <= x <= hi:  # NaN fails both comparisons
+        raise ValueError(f"max_load must be in [{lo}, {hi}] (the share of a table's slots in use "
+                         f"before it grows), got {max_load!r}")
+    return x
+
+
 def nwords(dt):
     """Number of 64-bit words an item of `dt` occupies."""
     return (np.dtype(dt).itemsize + 7) // 8

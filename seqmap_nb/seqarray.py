@@ -514,6 +514,15 @@ def _k_snapshot(hdr):
 
 
 @numba.njit(**JIT)
+def _k_fill(hdr, words, init):
+    """Set every cell `j` with ``init[j]`` to ``words[j*NW : (j+1)*NW]`` (a copy's fill)."""
+    nw = numba.int64(hdr[H_NW])
+    for j in range(init.shape[0]):
+        if init[j]:
+            _write_words(hdr, j, words[j * nw:(j + 1) * nw])
+
+
+@numba.njit(**JIT)
 def _k_new_buffer(nwords, classcap):
     """Allocate a zeroed buffer of `nwords` words for `classcap` cells; 0 on failure."""
     addr = raw_alloc(nwords * 8)
@@ -865,6 +874,29 @@ class SeqArray:
             return np.ma.masked_array(vals, mask=mask)
         return np.ma.masked_array(vals, mask=~init)
 
+    # ------------------------------------------------------------ copies
+    # The buffers are raw memory addressed from the header: copying attributes would
+    # alias them (and outlive them), pickling would send a meaningless address. Copies
+    # and pickles carry the contents instead (a snapshot, as to_numpy takes it).
+    def copy(self):
+        """An independent SeqArray with the same capacity and cells (a snapshot)."""
+        return _rebuild_array(*self._contents())
+
+    def __copy__(self):
+        return self.copy()
+
+    def __deepcopy__(self, memo):
+        c = self.copy()
+        memo[id(self)] = c
+        return c
+
+    def __reduce__(self):
+        return _rebuild_array, self._contents()
+
+    def _contents(self):
+        words, init = _k_snapshot(self._hdr)
+        return self.dtype, int(init.shape[0]), words, init
+
     # ------------------------------------------------------------ statistics
     def stats(self):
         """Counters since creation or :meth:`reset_stats`: read_retries (seqlock reads
@@ -882,6 +914,12 @@ class SeqArray:
 
     def __repr__(self):
         return f"SeqArray({self.dtype}, capacity={self.capacity}, len={len(self)})"
+
+
+def _rebuild_array(dtype, capacity, words, init):
+    arr = SeqArray(dtype, capacity)
+    _k_fill(arr._hdr, np.ascontiguousarray(words, np.uint64), np.ascontiguousarray(init, np.bool_))
+    return arr
 
 
 # =================================================================== numba integration

@@ -49,7 +49,8 @@ from numba.extending import (
 )
 
 from . import _map_kernels as K
-from ._codec import Codec
+from ._codec import Codec, check_max_load
+from ._contents import CopyByContents
 from ._npscalar import as_numpy_scalar
 from .config import JIT
 
@@ -296,7 +297,7 @@ _NO_ENTRY = _EntryPoints(None)  # layouts without scalar kernels (records, compl
 _FAST_ERRORS = (TypeError, ValueError, OverflowError)
 
 
-class SeqMap:
+class SeqMap(CopyByContents):
     """A concurrent hash map: lock-free seqlock reads, per-slot-locked writes, concurrent
     growth. See ``API.md`` for the contract and ``_map_kernels`` for the protocol.
 
@@ -317,11 +318,7 @@ class SeqMap:
         capacity = int(capacity)
         if capacity <= 0 or capacity > self.MAX_CAPACITY:
             raise ValueError(f"capacity must be in 1 .. 2**{K.MAX_LOG2}, got {capacity}")
-        if isinstance(max_load, (bool, np.bool_)) or not isinstance(max_load, (int, float, np.integer, np.floating)):
-            raise TypeError(f"max_load must be a number in (0, 1), got {type(max_load).__name__}")
-        max_load = float(max_load)
-        if not 0.0 < max_load < 1.0:
-            raise ValueError(f"max_load must be in the open interval (0, 1), got {max_load}")
+        max_load = check_max_load(max_load)
         log2 = max(0, (capacity - 1).bit_length())
         self._kc, self._vc = kc, vc
         self._KW, self._VW = kc.nwords, vc.nwords
@@ -644,6 +641,9 @@ class SeqMap:
 
     def reset_stats(self):
         K.reset_stats(self._h)
+
+    def _ctor_args(self):
+        return (self._kc.dtype, self._vc.dtype), dict(capacity=self.capacity, max_load=self._max_load)
 
     def _set_alloc_limit(self, nbytes):
         """Testing hook: refuse buffers larger than `nbytes` (0: no limit), so the

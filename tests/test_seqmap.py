@@ -7,6 +7,8 @@ import numba
 import numpy as np
 import pytest
 
+from seqmap_nb.baselines import make_map
+
 from numba.extending import overload_method
 
 from seqmap_nb import seqmap as seqmap_module
@@ -241,6 +243,22 @@ def test_bad_capacity(cap, exc):
 def test_bad_max_load(ml, exc):
     with pytest.raises(exc):
         SeqMap(np.uint64, np.uint8, max_load=ml)
+
+
+@pytest.mark.parametrize("name", ["seqmap", "plain", "dashmap", "global_lock"])
+def test_max_load_outside_the_supported_range_is_refused_not_clamped(name):
+    """A max_load of 1e-9 used to be clamped to 2**-16 silently (200 keys then allocated a
+    GiB); values outside the supported range are a ValueError that names the range."""
+    from seqmap_nb._codec import MAX_LOAD_RANGE
+
+    lo, hi = MAX_LOAD_RANGE
+    for bad in (1e-9, lo / 2, hi + (1 - hi) / 2):
+        with pytest.raises(ValueError, match=r"max_load must be in \[0\.015625, 0\.99\]"):
+            make_map(name, np.uint64, np.uint8, max_load=bad)
+    for ok in (lo, 0.5, hi):
+        m = make_map(name, np.uint64, np.uint8, capacity=64, max_load=ok)
+        m.insert(1, 2)
+        assert m.get(1) == 2 and m.max_load == ok
 
 
 def test_capacity_rounds_up():

@@ -48,6 +48,7 @@ from numba.extending import (
 )
 
 from .._codec import Codec, scalar_word, word_scalar
+from .._contents import CopyByContents
 from .._unsafe import raw_words
 from . import _table as T
 
@@ -166,7 +167,7 @@ def make_decoder(codec):
 # ------------------------------------------------------------------ the Python class
 
 
-class WordMap:
+class WordMap(CopyByContents):
     """COMMON-interface Python layer over a header array and the kernels of one kind.
 
     Subclasses set, in ``__init__``: ``self._hdr`` (uint64 array, never replaced), and

@@ -346,6 +346,9 @@ class CasMap(WordMap):
         self.bytes_per_slot = SW * 8
         self._finalizer = weakref.finalize(self, release, hdr)
 
+    def _ctor_args(self):
+        return (self.key_dtype, self.value_dtype), dict(capacity=self.capacity)
+
     def _collect(self):
         k, v, _ = snapshot(self._hdr)
         return k, v

@@ -41,6 +41,7 @@ import weakref
 import numba
 import numpy as np
 
+from .._codec import check_max_load
 from .._hash import mix64, mix_words
 from .._unsafe import atomic_fetch_add, atomic_load, bits_f64, f64_bits, raw_alloc, raw_free
 from ..config import JIT, LINE_WORDS
@@ -417,8 +418,7 @@ class DashMap(WordMap):
             raise TypeError(f"capacity must be an integer, got {type(capacity).__name__}")
         if not 0 < capacity <= MAX_CAPACITY:
             raise ValueError(f"capacity must be in 1 .. {MAX_CAPACITY}, got {capacity}")
-        if isinstance(max_load, bool) or not isinstance(max_load, (int, float)) or not 0.0 < max_load < 1.0:
-            raise ValueError(f"max_load must be in (0, 1), got {max_load!r}")
+        max_load = check_max_load(max_load)
         ns = default_shards() if shards is None else shards
         if isinstance(ns, bool) or not isinstance(ns, (int, np.integer)) or ns < 1 or ns > 1 << 16 or ns & (ns - 1):
             raise ValueError(f"shards must be a power of two in 1 .. 65536, got {shards!r}")
@@ -444,6 +444,10 @@ class DashMap(WordMap):
         self.max_load = float(max_load)
         self.bytes_per_slot = sw * 8
         self._finalizer = weakref.finalize(self, _free, hdr)
+
+    def _ctor_args(self):
+        return (self.key_dtype, self.value_dtype), dict(capacity=self.capacity, shards=self.shards,
+                                                         max_load=self.max_load)
 
     def _snapshot(self):
         parts = [shard_snapshot(self._hdr, s) for s in range(self.shards)]
@@ -485,3 +489,6 @@ class GlobalLockMap(DashMap):
 
     def __init__(self, key_dtype, value_dtype, capacity=16, *, max_load=0.75):
         super().__init__(key_dtype, value_dtype, capacity, shards=1, max_load=max_load)
+
+    def _ctor_args(self):
+        return (self.key_dtype, self.value_dtype), dict(capacity=self.capacity, max_load=self.max_load)

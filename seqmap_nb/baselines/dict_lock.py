@@ -17,6 +17,7 @@ import threading
 import numpy as np
 
 from .._codec import Codec
+from .._contents import CopyByContents
 from . import _table as T
 
 __all__ = ["DictLockMap"]
@@ -24,7 +25,7 @@ __all__ = ["DictLockMap"]
 _MISSING = object()
 
 
-class DictLockMap:
+class DictLockMap(CopyByContents):
     """Python dict + threading.Lock with the common map interface (Python methods only)."""
 
     def __init__(self, key_dtype, value_dtype, capacity=16):
@@ -40,6 +41,9 @@ class DictLockMap:
         self._d = {}
         self._lock = threading.Lock()
         self._bytes_key = not self._kc.scalar
+
+    def _ctor_args(self):
+        return (self.key_dtype, self.value_dtype), dict(capacity=max(self._initial, len(self)))
 
     def _key(self, k):
         return self._keyc(k)[0]

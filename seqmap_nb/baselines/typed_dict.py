@@ -36,6 +36,7 @@ from numba.extending import (
 from numba.typed import Dict
 
 from .._codec import Codec, scalar_word, word_scalar
+from .._contents import CopyByContents
 from ..config import JIT
 from . import _table as T
 from ._nbmap import _coercer, _delta_args
@@ -43,7 +44,7 @@ from ._nbmap import _coercer, _delta_args
 __all__ = ["TypedDictMap"]
 
 
-class TypedDictMap:
+class TypedDictMap(CopyByContents):
     """``numba.typed.Dict`` with the common map interface (single thread)."""
 
     def __init__(self, key_dtype, value_dtype, capacity=16):
@@ -63,6 +64,9 @@ class TypedDictMap:
         self._d = Dict.empty(self._kt, self._vt, n_keys=int(capacity))
         self._nbtype = TypedDictMapType(self._kt, self._vt)
         self._vkind, self._vbits = T.value_kind(self.value_dtype)
+
+    def _ctor_args(self):
+        return (self.key_dtype, self.value_dtype), dict(capacity=max(self._initial, len(self)))
 
     # ---------------------------------------------------------------- scalar
     def _key(self, k):
