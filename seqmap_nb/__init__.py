@@ -10,6 +10,10 @@ Public names (imported lazily, so ``import seqmap_nb`` stays cheap and compiles 
 """
 import importlib
 
+from . import _nbext
+
+_nbext.check_cache()  # before any kernel module loads its cached code (see _nbext)
+
 __version__ = "0.1.0"
 
 _LAZY = {

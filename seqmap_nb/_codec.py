@@ -16,7 +16,11 @@ slot's sequence word, never in the key.
 
 Python side: :class:`Codec` validates input and converts scalars and arrays.
 njit side: :func:`scalar_word` (keys, canonical) / :func:`value_word` (values, exact
-bits) / :func:`word_scalar` convert numeric scalars inside kernels (records and complex numbers are handled from Python and in batch kernels only).
+bits) / :func:`word_scalar` convert numeric scalars inside kernels;
+:func:`typed_key_word` / :func:`typed_value_word` do the same for a given target dtype
+with the range checks a user's value needs (OverflowError, never a wrap), and
+:func:`add_words` is the checked addition of ``add``. :func:`slot_words` is the one
+rule for the size of a table slot. This module is the only definition of all of them.
 """
 import numba
 import numpy as np
@@ -386,3 +390,150 @@ def _ov_is_nan_word(w, ty):
     if target == types.float32:
         return lambda w, ty: (w & numba.uint64(0x7FFFFFFF)) > numba.uint64(0x7F800000)
     return lambda w, ty: False
+
+
+# --------------------------------------------------------------------------- typed conversions
+
+
+def typed_key_word(x, T):
+    """njit: the canonical word of key `x` as the scalar type `T` (a numba type or class),
+    or OverflowError / ValueError (range, NaN) / TypingError (a float for an integer key)."""
+    raise NotImplementedError("only callable from njit code")
+
+
+@overload(typed_key_word, inline="always")
+def _ov_typed_key_word(x, T):
+    return _typed_word(x, T, "key", True)
+
+
+def typed_value_word(x, T):
+    """njit: the word of value `x` as the scalar type `T`: exact bits (-0.0 stays -0.0)."""
+    raise NotImplementedError("only callable from njit code")
+
+
+@overload(typed_value_word, inline="always")
+def _ov_typed_value_word(x, T):
+    return _typed_word(x, T, "value", False)
+
+
+def _target(T):
+    if isinstance(T, types.NumberClass):
+        return T.instance_type
+    if isinstance(T, types.DType):
+        return T.dtype
+    return T
+
+
+def _typed_word(x, T, what, is_key):
+    t = _target(T)
+    if isinstance(t, types.Boolean):
+        if isinstance(x, types.Boolean):
+            return lambda x, T: numba.uint64(1) if x else numba.uint64(0)
+        raise TypingError(f"{what} must be a bool for a bool dtype, got {x}")
+    if isinstance(t, types.Integer):
+        if isinstance(x, types.Boolean):
+            return lambda x, T: numba.uint64(1) if x else numba.uint64(0)
+        if not isinstance(x, types.Integer):
+            raise TypingError(f"{what} must be an integer for {t}, got {x}")
+        lo, hi = (-(1 << (t.bitwidth - 1)), (1 << (t.bitwidth - 1)) - 1) if t.signed else (0, (1 << t.bitwidth) - 1)
+        msg = f"{what} does not fit in {t}"
+        if x.signed and not t.signed:
+            if x.bitwidth <= t.bitwidth:
+                def impl(x, T):
+                    if x < 0:
+                        raise OverflowError(msg)
+                    return scalar_word(t(x))
+            else:
+                def impl(x, T):
+                    if x < 0 or x > hi:
+                        raise OverflowError(msg)
+                    return scalar_word(t(x))
+        elif not x.signed and t.signed:
+            def impl(x, T):
+                if x > numba.uint64(hi):
+                    raise OverflowError(msg)
+                return scalar_word(t(x))
+        elif x.bitwidth > t.bitwidth:
+            def impl(x, T):
+                if x < lo or x > hi:
+                    raise OverflowError(msg)
+                return scalar_word(t(x))
+        else:
+            def impl(x, T):
+                return scalar_word(t(x))
+        return impl
+    if isinstance(t, types.Float):
+        if not isinstance(x, (types.Integer, types.Float)) or isinstance(x, types.Boolean):
+            raise TypingError(f"{what} must be a real number for {t}, got {x}")
+        is64 = t.bitwidth == 64
+        nan_msg = "NaN cannot be a key: it compares unequal to itself, so it could never be found"
+        ovf_msg = f"{what} overflows {t}"
+        can_overflow = isinstance(x, types.Float) and x.bitwidth > t.bitwidth
+
+        def impl(x, T):
+            y = t(x)
+            if is_key and y != y:
+                raise ValueError(nan_msg)
+            if can_overflow and np.isinf(y) and not np.isinf(x):
+                raise OverflowError(ovf_msg)
+            if is_key:
+                y = y + t(0.0)  # -0.0 and 0.0 are one key
+            if is64:
+                return f64_bits(y)
+            return numba.uint64(f32_bits(y))
+
+        return impl
+    raise TypingError(f"{what}s of type {t} are available from Python and batch calls only")
+
+
+def add_words(old, arg, T):
+    """njit: (ok, new value words) for ``old + arg`` of the scalar type `T` (word tuples).
+
+    Integers: ok is False when the exact sum does not fit (the caller leaves the value
+    unchanged and raises OverflowError: never a silent wrap). Floats: IEEE, always ok."""
+    raise NotImplementedError("only callable from njit code")
+
+
+@overload(add_words, inline="always")
+def _ov_add_words(old, arg, T):
+    t = _target(T)
+    if isinstance(t, types.Integer) and not isinstance(t, types.Boolean):
+        if t.bitwidth == 64 and t.signed:
+            def impl(old, arg, T):
+                x = numba.int64(old[0])
+                y = numba.int64(arg[0])
+                r = x + y  # wraps; overflow iff both operands' signs differ from the result's
+                return ((x ^ r) & (y ^ r)) >= 0, (numba.uint64(r),)
+        elif t.bitwidth == 64:
+            def impl(old, arg, T):
+                r = old[0] + arg[0]
+                return r >= old[0], (r,)
+        else:
+            lo, hi = (-(1 << (t.bitwidth - 1)), (1 << (t.bitwidth - 1)) - 1) if t.signed else (0, (1 << t.bitwidth) - 1)
+
+            def impl(old, arg, T):
+                r = numba.int64(t(old[0])) + numba.int64(t(arg[0]))
+                return lo <= r <= hi, (scalar_word(t(r)),)
+        return impl
+    if t == types.float64:
+        return lambda old, arg, T: (True, (f64_bits(bits_f64(old[0]) + bits_f64(arg[0])),))
+    if t == types.float32:
+        return lambda old, arg, T: (
+            True,
+            (numba.uint64(f32_bits(bits_f32(numba.uint32(old[0])) + bits_f32(numba.uint32(arg[0])))),),
+        )
+    raise TypingError(f"add: values of type {t} have no addition (bool, complex and record values are not counters)")
+
+
+def slot_words(kw, vw):
+    """Words per table slot: 1 + kw + vw rounded up to a power of two (<= 8) or to a
+    multiple of 8 (u64/u64: 4 words = 32 bytes, two slots per 64-byte line, so one probe
+    step touches one line). SeqMap, PlainMap and every baseline table use this rule, so a
+    benchmark between them compares tables of the same size."""
+    n = 1 + kw + vw
+    if n <= 8:
+        p = 1
+        while p < n:
+            p *= 2
+        return p
+    return (n + 7) // 8 * 8

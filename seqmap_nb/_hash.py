@@ -6,12 +6,13 @@ index) and the high bits (DashMap-style shard index) of the result are well spre
 for sequential integer keys. It costs two multiplies and three shift-xors: the same for
 SeqMap and for every baseline.
 
-``mix_words`` folds a key of several canonical words (records, complex, wide dtypes; see
-``_codec``) one word at a time, ``h = fmix64(h * golden ^ w)``; for a one-word key it
-equals ``mix64(word)``. Both give exactly the hash of ``_map_kernels.mix64`` (SeqMap's),
-so every table here puts a key in the same home slot for the same capacity.
+``hash_words`` folds a key of several canonical words (records, complex, wide dtypes; see
+``_codec``) held in a tuple, one word at a time, ``h = fmix64(h * golden ^ w)``: SeqMap's
+hash. ``mix_words`` is the same fold over words in an array (the baselines' row kernels);
+for a one-word key both equal ``mix64(word)``. This module is the only definition of the
+hash, so every table here puts a key in the same home slot for the same capacity.
 
-Both are ``inline="always"`` njit functions: call them from kernels.
+All are ``inline="always"`` njit functions: call them from kernels.
 """
 import numba
 
@@ -44,4 +45,13 @@ def mix_words(w0, rest, off, n):
     h = mix64(w0)
     for j in range(1, n):
         h = mix64((h * numba.uint64(_SEED_STEP)) ^ numba.uint64(rest[off + j]))
+    return h
+
+
+@numba.njit(inline="always", **JIT)
+def hash_words(key):
+    """Hash of a key given as a tuple of canonical words (equals ``mix_words`` of them)."""
+    h = mix64(key[0])
+    for j in range(1, len(key)):
+        h = mix64((h * numba.uint64(_SEED_STEP)) ^ key[j])
     return h

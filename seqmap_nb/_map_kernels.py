@@ -1,234 +1,255 @@
-"""SeqMap kernels: linear probing over seqlocked slots, with concurrent resize.
+"""SeqMap kernels: linear probing over seqlocked slots, freed slots reused, cooperative resize.
 
-Why a concurrent ``get`` never sees a wrong value, why no key is ever present twice, and
-why nothing that returned is lost across any number of resizes. Every kernel here is a
-``@njit(nogil=True)`` function over a fixed uint64 *header* array plus raw buffers; the
-same code serves ``SeqMap`` (``SYNC=True``) and ``PlainMap`` (``SYNC=False``: the seqlock
-compiled out, single-thread only, the speed reference).
+This comment is the argument for why a concurrent ``get`` never sees a wrong value, why no
+key is ever present twice although freed slots are reused, and why nothing that returned
+is lost across resizes that every writing thread helps to carry out. The same kernels
+serve ``SeqMap`` (``SYNC=True``) and ``PlainMap`` (``SYNC=False``: every sequence check,
+lock and fence compiled out; one thread only; the speed reference).
 
 Layout
 ======
 
-The header is one numpy uint64 array allocated by Python and never replaced (user njit
-code and every Python thread hold *it*, never a buffer)::
+The header is a uint64 array allocated by Python and never replaced (njit code and every
+Python thread hold *it*, never a buffer): the lifecycle prefix of ``_lifecycle`` (BUF,
+EPOCH, NEXT, JOB, the job's cursors, the pool), this map's constants on line 0
+(``max_load`` as 16.16 fixed point, KW, VW, SW) and 16 lines of statistics (read retries
+and write waits, one line per stripe so that counting never shares a line between threads).
 
-    line 0   | BUF addr | max_load*2^16 | KW | VW | SW | SYNC | alloc limit | EPOCH | ...
-             | read-mostly; EPOCH counts the publications of a buffer (stores of BUF)
-    line 1   | RLOCK (resize lock) | RESIZES | MEM (bytes of live raw buffers) | ...
-    line 2+k | COUNT_k | READ_RETRIES_k | WRITE_WAITS_k |    k = 0..15: striped counters,
-             | one 128-byte line each; stripe k counts slots i with i%16 == k; COUNT_k
-             | packs LIVE_k (low 32 bits) and TOMB_k (tombstones, high 32 bits), USED = sum
-    pool     | 4 buffer addresses per capacity class (log2 capacity 0..47)
+A buffer is raw memory (``_unsafe.raw_alloc``; never freed while the map lives, so no
+operation can ever touch freed memory, and no numba array references it)::
 
-A buffer is raw memory (``raw_alloc``, 128-aligned): a 128-byte buffer header, then the
-slots. Buffers are never freed while the map lives (they are recycled through the pool), so
-no reader can ever touch freed memory (HAZARDS 1), and no numba array references a buffer
-(refcounting could otherwise free it under a reader)::
+    +- line 0 -+- lines 1..16: 16 stripes -+- slots ------------------------+- counters -+- chunks -+
+    | NBYTES CAP MASK LOG2 GROW TLIM ... | COUNT_k (one line each)   | seq|key|val| seq|key|val| ... | one per 8  | one per  |
+    |                                    | k = slot index % 16        |                                 | slots      | 512 slots|
+    +------------------------------------+---------------------------+---------------------------------+------------+----------+
+      slot = seq word + KW key words + VW value words, padded (``_codec.slot_words``:
+      u64/u64 is 4 words, two slots per 64-byte line)
 
-    +--------- buffer header line (16 words) ----------+-- slot 0 --+-- slot 1 --+ ...
-    | -   | CAP | MASK | LOG2 | GROW | TLIM | ...      | seq|key|val| seq|key|val|
-    +---------------------------------------------------+------------+------------+
-      slot = seq word + KW key words + VW value words, rounded up to a power of two words
-      when <= 8 (u64/u64: 4 words = 32 bytes, two slots per 64-byte line, so one probe
-      step touches one line), else to a multiple of 8 words.
+COUNT_k packs the live entries (low 32 bits) and tombstones (high 32 bits) of the slots
+with ``index % 16 == k``, so that an insert into an EMPTY slot (+1), a remove (+2**32 - 1)
+and an insert that reuses a tombstone (+1 - 2**32) are one atomic add each, made while
+the slot is locked (a resize's counts can then never miss or double-count one).
 
-The sequence word is ``_seqlock``'s: LOCKED (bit 0), MOVED (bit 1), state EMPTY / FULL /
+The sequence word of a slot is ``_seqlock``'s: LOCKED (bit 0), state EMPTY / FULL /
 TOMBSTONE (bits 2-3), version (bits 4..) bumped by every write and never reused for the
-life of the memory. No key value is reserved: state lives in the sequence word.
+life of the memory. No key value is reserved: state lives in the sequence word. The home
+slot of a key is ``hash_words(key) & mask`` (``_hash``); probing is linear.
 
-Hashing: ``mix64`` = murmur3's fmix64 of the first key word, each further word folded in
-with another fmix64 round; home slot = ``mix64 & (cap - 1)``; probing is linear.
+Insert counters: one word per group of 8 home slots, counting the new keys inserted from
+that group's homes. They are what makes reusing a freed slot safe (below).
 
-Reader (get / contains), lock-free, never waits for a resize
-===========================================================
-  G1. ``e = load(EPOCH, acquire)``; ``addr = load(BUF, acquire)``. A publication stores BUF
-      before EPOCH (both release), so ``addr`` is the buffer published as number ``e`` or
-      a later one. BUF only ever holds published buffers: never one being filled.
-  G2. From the home slot, for each slot: R1 of ``_seqlock`` (the sequence word, acquire),
-      then key and value (relaxed). EMPTY ends the probe (miss), locked or not: an inserter
-      claiming it has not returned yet. TOMBSTONE and FULL with another key continue,
-      locked or not: a FULL slot's key never changes in an incarnation. FULL with equal
-      key words is the hit, and only this slot needs R3-R4 (acquire fence, the sequence
-      word again): if it was locked or has changed, the value may be torn, so the attempt
-      ends: back off one step and start over at G1 (the probe itself never waits, which
-      keeps the code inlined into callers short). MOVED slots are read like any other: a
-      frozen buffer's contents are exactly the map's contents at the moment each slot
-      froze, and nobody can change the key until the new buffer is published.
-  G3. ``fence(acquire)``; if ``load(EPOCH) != e`` a buffer was published meanwhile and
-      ours may have been recycled under us: start over at G1. (A recycler's slot writes
-      come after the publication that retired the buffer, through the resize lock, and
-      after its release fence: if we read any of them, our acquire fence makes that
-      publication's EPOCH, which is above ``e``, visible here. EPOCH only grows: no ABA.)
-  A hit returns a value copied whole (R4) from a slot whose key words equal ours, in one
-  incarnation of the buffer (its life between two recyclings) where keys never change in
-  a FULL slot: a value some insert/add wrote for this key. A miss is linearisable at the
-  moment the EMPTY slot was read (or at the publication of the next buffer, if the slot
-  had already frozen): see "no duplicates".
-  Batches (``lookup_many``, ``get_many``) do G1 in full once per buffer rather than once
-  per key, and prefetch the home slots of the keys ahead (why that is still G1 for every
-  key: ``lookup_many``).
+Reader (get / contains): lock-free, never waits for a resize, writes nothing
+==========================================================================
+  G1. ``e = load(EPOCH, acquire)``; ``o = load(BUF, acquire)``; when ``e`` is odd (a move
+      phase) also ``n = load(NEXT, acquire)``. A publication stores BUF before EPOCH
+      (release), so ``o`` is the buffer that was current at ``e`` or a later one; NEXT
+      changes only just before a flip, so in a move phase it is the target (``o == n``
+      means the publication is under way: wait for EPOCH to move and start over).
+  G2. Probe ``o`` from the home slot. Per slot: the sequence word (S1, acquire), the key
+      and value words (S2, relaxed). EMPTY ends the probe, locked or not (an insert
+      claiming it has not returned). TOMBSTONE continues. FULL with another key continues,
+      locked or not, without re-checking the sequence word (why that is right although
+      slots are reused: "readers and reuse" below). FULL with our key is the hit, and only
+      this slot runs S3-S4 (fence, the sequence word again): locked or changed, the copy
+      may be torn: back off and start over at G1.
+  G3. ``fence(acquire)``; ``load(EPOCH) == e``, else start over at G1. If a writer in a
+      later buffer, a publication or a recycler wrote anything we read, the acquire fence
+      makes the EPOCH change that preceded it visible here. EPOCH never repeats: no ABA.
+  In a move phase G2 is followed by the check of "reads during a move" (below).
+  A hit returns a value copied whole (S4) from a slot holding our key, written by an
+  insert or add of that key. Batches (``lookup_many``) do G1 once and reuse it while G3
+  keeps passing, and prefetch the home slots of the keys ahead.
 
 Writer (insert / add / remove)
 ==============================
-  W1. G1 as for readers, then probe from the home slot, loading each sequence word with
-      acquire. A LOCKED slot is *waited for* (backoff), never skipped: this is what makes
-      the first EMPTY slot of a chain a single meeting point. A MOVED slot means a
-      resize froze this buffer: wait until EPOCH changes, start over on the new buffer.
-  W2. Key present (FULL, equal key): ``try_lock(slot, s)`` = CAS against the *exact* word
-      observed. Versions are never reused, so success proves the slot still holds our key
-      with the value we may read; on failure re-read the same slot. After the lock,
-      re-check EPOCH (a stale writer in a recycled buffer gives the slot back unchanged
-      and starts over; in a current buffer EPOCH cannot move while we hold the lock, as
-      the resize must first freeze our slot). insert writes the value, add computes old+delta (integer overflow:
-      give the slot back unchanged, report OverflowError: never a silent wrap), remove
-      marks TOMBSTONE and moves one count of its stripe from LIVE to TOMB (one atomic
-      add, see ST_COUNT); then unlock (release).
-  W3. Key absent (EMPTY reached; remove reports the miss after the G3 check): CAS-claim
-      that EMPTY slot with ``try_lock(slot, s)``, re-check EPOCH, write key and value, add
-      one to the stripe's LIVE *while still holding the slot lock* (a resize's recount
-      then cannot miss or double-count it), unlock as FULL.
-  W4. After unlocking, if the stripe passed 7/8 of its fair share (1/16) of the growth or
-      tombstone threshold (small tables: always), sum the stripes and resize if the
-      table is over it.
+  W1. G1. In a move phase, first the move-phase duties below; then the buffer to write,
+      ``w``, is NEXT, else BUF. For a new key, ``c0 = load(counter of the key's home
+      group, acquire)`` before anything else.
+  W2. Probe ``w`` from the home slot, loading each sequence word with acquire. A LOCKED
+      slot is waited for (backoff), never skipped. Remember the first TOMBSTONE; stop at
+      our key (FULL, equal key words) or at the first EMPTY slot.
+  W3. Our key found: ``try_lock(slot, s)``, a CAS against the exact word observed
+      (``_seqlock`` L2, seq_cst); on failure start over at W1. Then the EPOCH check:
+      ``load(EPOCH, seq_cst)`` is still ``e`` (or, writing NEXT, ``e + 1``: NEXT has just
+      been published), else give the slot back unchanged and start over. insert writes
+      the value; add writes old + delta (an integer overflow gives the slot back
+      unchanged and reports OverflowError: never a silent wrap); remove marks TOMBSTONE
+      (stripe: live - 1, tombstones + 1). Unlock (L4, release).
+  W4. Our key absent (remove: report the miss after G3). The free slot is the first
+      TOMBSTONE of the probe, else the EMPTY slot that ended it. ``try_lock`` it (exact
+      word) and check EPOCH as in W3. Then ``cas(counter, c0, c0 + 1, acq_rel)``: if
+      another new key was inserted from the same home group since W1, give the slot back
+      unchanged and start over. Write key and value, count the stripe (live + 1, and
+      tombstones - 1 for a reused slot), unlock as FULL.
+  W5. After an insert of a new key or a remove in BUF: if its stripe is near its share of
+      the growth or tombstone threshold, sum the stripes and start a job (see the move).
+      Writers then do one chunk of a clear phase, if one is running.
 
-Why a key is never present twice (the race the Rust original has)
------------------------------------------------------------------
-Tombstones are never reused, so within one buffer incarnation a slot only goes
-EMPTY -> FULL -> TOMBSTONE (-> MOVED), and a FULL slot's key never changes. Take two
-inserters of key K. Each walks the same chain from the same home slot, waits on locked
-slots and passes a slot only after seeing it unlocked and FULL with another key or
-TOMBSTONE: a state that slot can never leave for EMPTY or FULL-with-K. So the first EMPTY
-slot either of them can reach is the same slot for both, and both CAS against its EMPTY
-word: exactly one wins. The loser's CAS fails, it re-reads that slot, sees FULL with K,
-and updates it instead. Reusing a tombstone breaks exactly this: two inserters that pass
-different tombstones can each claim one (the duplicate-key race of the Rust seqlock map
-and of many open-addressing tables); hence no reuse here, and tombstones are cleaned up
-by rebuilding instead (below).
+Why a key is never present twice, although freed slots are reused
+------------------------------------------------------------------
+This is Boost's ``concurrent_flat_map`` optimistic insertion on a linear-probing table.
+Take two inserts of the same new key K into one buffer (it has one home group, so one
+counter). Each records the counter at W1 and commits with a CAS from that value at W4, so
+their counter CASes are ordered and the second to commit succeeds only if its W1 load
+already read the first one's commit. The first committer locked its slot F *before* its
+counter CAS (acq_rel: release); the second's W1 load (acquire) then sees that lock, and
+the second's probe, which starts after its W1, walks K's chain from the home slot: every
+slot before F was non-EMPTY when the first inserter passed it, and a slot never becomes
+EMPTY again in a buffer's life, so the probe reaches F. There it finds F locked (waits,
+never skips) or FULL with K: it takes the W3 path and updates K instead. If the second
+probe already passed F before the lock, its counter CAS fails (the first commit moved the
+counter since the second's W1) and it starts over, now finding K. A reused tombstone is
+thus as safe as an EMPTY slot. (What Boost's scheme replaces: with tombstones never
+reused, the first EMPTY slot of a chain is the single meeting point of all inserters of a
+key, and churn fills a table with tombstones until a rebuild; reusing a tombstone without
+the counter is the duplicate-key race of many open-addressing tables.)
 
-Resize (grow, in-place rebuild, clear)
-======================================
-  Z1. Take the header's resize lock (CAS 0 -> 1). A thread that finds it taken waits until
-      it is free and starts its operation over: only one copy runs at a time.
-  Z2. Decide the new capacity (hashbrown's rule): keep the capacity (a rebuild that only
-      drops tombstones) when ``live <= grow/2``, else double (more than once only if
-      the live entries would still fill 2/3 of the new threshold). Triggers: used (live + tombstones) over
-      ``grow = max_load * cap``; tombstones over ``cap/8`` (this keeps probe lengths under
-      churn within ~1.3x of a fresh table at the same load, see ``tests``); a writer that
-      walked the whole table without an EMPTY slot (forced); ``clear()``.
-  Z3. Get a buffer: recycle the pooled buffer of that capacity class, or ``raw_alloc``
-      (failure: release the lock, map unchanged and usable, MemoryError reported only
-      when the table was full). Recycling: ``fence(release)`` (it orders the publication
-      that retired this buffer, which the resize lock made ours, before every slot write
-      below: G3's partner), then re-initialise every slot to EMPTY *under its slot lock*
-      (a stale writer may be holding one for an instant; it fails its EPOCH check and
-      restores it), versions continuing.
-  Z4. For every old slot: ``lock`` it (waiting for a writer that holds it), copy a FULL
-      entry into the new buffer (through the new slot's lock, for the same reason), and
-      store the old word back with MOVED set and LOCKED clear: no writer can take it again,
-      readers keep reading its (now frozen, still current) data.
-  Z5. Recount the stripes from the new positions (nobody else bumps them now: every old
-      slot is frozen, the new buffer is unpublished); ``store(BUF, new, release)``, then
-      ``store(EPOCH, e+1, release)``; retire the old buffer into the pool; release the
-      resize lock.
-  Nothing that returned is lost: a write that returned did so under a slot lock taken
-  before the resizer's Z4 lock of that slot, so the copy includes it; a write that finds
-  MOVED (or fails its CAS because MOVED changed the word) waits for the new buffer and
-  starts over there.
+A counter CAS that fails only costs a retry; inserts of different keys from one home
+group are rare at any table size worth the name (8 homes per counter).
 
-Memory bound: buffers are recycled, never freed before the map dies (a stale operation may
-still read a retired buffer). The pool keeps per capacity class the retired buffers: with
-capacities that only grow, at most one spare of the current class plus at most two of
-each smaller class, so the map holds less than 4x its current buffer (2x with growth
-only); ``memory_bytes()`` reports it all.
+Readers and reuse
+-----------------
+With reuse, a slot's key can change between two lives of the slot (FULL K1, TOMBSTONE,
+FULL K2). A reader decides a slot of another key by S1 and the key words alone: if it read
+the sequence word of K1's life and the key words of K2's (or a mixture, for a multi-word
+key), it takes the slot for one that does not hold its key. That is right when the slot
+did not hold our key K at S1 either. If it did (K1 == K), K was removed while the reader
+looked (the key words only change after a remove), so K was absent at that instant, which
+lies inside the read: a miss linearizes there. Any mixture that happens to equal our key
+takes the hit path, whose S3-S4 fail (the word changed): no torn key is ever accepted. In
+general: a key present during a whole lookup stays in one slot (it moves only by a remove
+and an insert) whose chain from the home slot has no EMPTY slot, so the probe reaches it
+and reads it; a lookup that misses has therefore overlapped an instant when the key was
+absent. Hits return a value written for our key (S4 on the hit slot).
 
-The ``SYNC=False`` variant compiles the very same kernels with every sequence-word check,
-lock and fence removed (``_lit(SYNC)`` is a compile-time constant): one thread only.
+Resize: a job every writer helps with (``_lifecycle`` J1-J6)
+=============================================================
+A job starts (W5) when used = live + tombstones passes ``grow = max_load * slots`` or the
+tombstones pass ``slots / 8`` (or a writer found no free slot, or ``clear()``). The new
+capacity follows hashbrown's rule: the same (a rebuild that drops the tombstones) when
+live entries fill at most half of ``grow``, else doubled (more than once if they would
+still fill 2/3 of the new ``grow``). The target comes from the pool (a recycled buffer of
+the same class: cleared cooperatively first, J3) or fresh from the kernel. At the flip
+(J4) the chunk states of BUF were set free; then BUF is read-only for writers.
+
+Moving a chunk (512 slots of BUF): for each slot, its sequence word (seq_cst, after the
+chunk's seq_cst claim; a writer that locked it before the flip finishes first), the key and
+value words, S3-S4; a FULL entry is *placed* into NEXT: probe from its home slot in NEXT
+for an EMPTY slot, lock it (other movers and writers of NEXT work there too), write,
+count NEXT's stripe, unlock FULL. Placing never uses the insert counters: the entry is one
+that exists once in BUF, moving, not a new key.
+
+Move-phase duties of a writer (W1): claim and move the next chunk in order (its share of
+the copy: the job finishes after as many writes as BUF has chunks, and the cost, page
+faults of the fresh target included, is spread over the writers); then probe BUF for its
+key, from the home slot to the slot holding the key or to the first EMPTY slot (waiting on
+locked slots: a pre-flip writer finishing), and make every chunk that probe touched done:
+claim and move it, or wait while its mover finishes that one chunk. Then write NEXT. No
+write waits for the whole job; the longest wait is one chunk.
+
+Reads during a move (G2 in a move phase): probe BUF as usual, remember the chunks the probe
+touched (home slot to the hit or the EMPTY slot that ended it), ``fence(acquire)``, load
+their states: if all are done, probe NEXT and answer from it; else answer from BUF. Why
+that is right: a writer of key K writes NEXT only after every chunk of K's probe in BUF is
+done, and BUF does not change for K after the flip except by pre-flip writers, whose slot's
+chunk cannot be done before they unlock. So while one of K's chunks is not done, BUF holds
+K's current state (the answer is linearizable at the read of that chunk's state), and once
+all are done, K's entry (if any) was placed into NEXT before the chunk states went done
+(release; our acquire loads see the placement), and only NEXT changes for K from then on.
+A writer's and a reader's probe of BUF end at the same slot, except where a pre-flip
+insert was still claiming an EMPTY slot: the reader stops there (a miss), the writer waits
+and goes on; the reader's chunks are a prefix of the writer's, so it reads NEXT only when
+the writer may write it, and a miss in NEXT is then right too (K was not in BUF's chain).
+
+New keys inserted into NEXT during the move phase use NEXT's insert counters; so do all
+inserts once NEXT is published: the argument for "never twice" holds within NEXT. A key
+present in BUF is placed into NEXT before its chunk is done, and an insert of it into NEXT
+first makes that chunk done, so it finds it there and updates it instead.
+
+Publication (J6) by the thread that completes the last chunk: ``store(BUF, NEXT,
+release)``, ``store(EPOCH, e+2, release)``. Nothing that returned is lost: a write that
+returned did so in BUF before the flip (its chunk's mover saw it: J4), or in NEXT.
+
+Memory bound: the pool keeps per capacity class at most two retired buffers. Capacities
+never shrink, so the map holds its current buffer, at most two spares of the current
+class (rebuilds alternate between them) and one retired buffer of each smaller class it
+grew through: less than 4x the current buffer (2x with growth only); ``memory_bytes()``
+reports all of it.
 """
 import numba
 import numpy as np
-from llvmlite import ir
 from numba import types
-from numba.core import cgutils
 from numba.core.errors import TypingError
-from numba.extending import intrinsic, overload
+from numba.extending import overload
 
-from ._codec import scalar_word
-from ._seqlock import EMPTY, FULL, TOMBSTONE, seq_next, seq_state
+from . import _lifecycle as L
+from ._codec import add_words
+from ._hash import hash_words
+from ._seqlock import (
+    EMPTY,
+    FULL,
+    LOCKED,
+    TOMBSTONE,
+    load_data,
+    load_seq,
+    lock,
+    read_validate,
+    seq_next,
+    seq_state,
+    store_data,
+    try_lock,
+    unlock,
+    unlock_unchanged,
+)
 from ._unsafe import (
-    prefetch,
     atomic_cas,
     atomic_fetch_add,
     atomic_load,
     atomic_store,
     backoff,
-    bits_f32,
-    bits_f64,
-    f32_bits,
-    f64_bits,
     fence,
-    raw_alloc,
-    raw_free,
+    lit,
+    load_words,
+    plain_load,
+    plain_store,
+    prefetch,
     raw_words,
+    store_words,
+    zero_words,
 )
 from .config import JIT, LINE_WORDS
 
 njit = numba.njit
+_U = numba.uint64
 
-
-def _source_digest():
-    """A number that changes whenever this module or what it compiles in changes.
-
-    numba's cache checks only the timestamp of the file a cached function lives in; the
-    entry-point kernels (closures in ``seqmap``) capture this digest so that their cache
-    key changes with the protocol code they inline."""
-    import hashlib
-    import os
-
-    here = os.path.dirname(os.path.abspath(__file__))
-    d = hashlib.sha256()
-    for name in ("_map_kernels.py", "_seqlock.py", "_unsafe.py", "_codec.py", "config.py"):
-        with open(os.path.join(here, name), "rb") as f:
-            d.update(f.read())
-    return int.from_bytes(d.digest()[:7], "little")
-
-
-SOURCE_DIGEST = _source_digest()
-
-# ------------------------------------------------------------------ header layout (words)
-H_BUF = 0  # current buffer address (acquire/release)
-H_MAXLOAD = 1  # max_load as a 16.16 fixed-point fraction
-H_KW = 2
-H_VW = 3
-H_SW = 4
-H_SYNC = 5
-H_ALLOC_LIMIT = 6  # largest buffer (bytes) raw_alloc may be asked for; 0 = no limit
-H_EPOCH = 7  # publications so far: stored (release) after BUF by each one; never decreases
-H_RLOCK = LINE_WORDS  # resize lock: 0 free, 1 held
-H_RESIZES = LINE_WORDS + 1
-H_MEM = LINE_WORDS + 2  # bytes in raw buffers (current + pool)
+# ------------------------------------------------------------------ header (words)
+H_MAXLOAD = L.H_OWN0  # max_load as a 16.16 fixed-point fraction
+H_KW = L.H_OWN0 + 1
+H_VW = L.H_OWN0 + 2
+H_SW = L.H_OWN0 + 3
 NSTRIPES = 16
-H_STRIPES = 2 * LINE_WORDS
-# ST_COUNT packs the stripe's LIVE (low 32 bits) and TOMB (tombstones, high 32 bits), so
-# that an insert (+1) and a remove (+2**32 - 1: LIVE - 1 and, by the carry, TOMB + 1) are
-# one atomic add each; MAX_LOG2 keeps both halves below 2**31
-ST_COUNT = 0
-ST_RETRY = 1
-ST_WAIT = 2
-POOL_PER_CLASS = 4
-NCLASSES = 48
-H_POOL = H_STRIPES + NSTRIPES * LINE_WORDS
-H_WORDS = H_POOL + POOL_PER_CLASS * NCLASSES
+H_STATS = L.LIFE_WORDS  # stripe k: line H_STATS + k*LINE_WORDS: READ_RETRIES, WRITE_WAITS
+ST_RETRY = 0
+ST_WAIT = 1
+H_WORDS = H_STATS + NSTRIPES * LINE_WORDS
 
-# ------------------------------------------------------------------ buffer header (words)
-BUF_HDR = LINE_WORDS
-B_CAP = 1  # (word 0 unused)
+# ------------------------------------------------------------------ buffer (words)
+B_CAP = 1
 B_MASK = 2
 B_LOG2 = 3
 B_GROW = 4
 B_TLIM = 5
-#: keys ahead whose home slot a batch lookup prefetches (see lookup_many)
+B_NCHUNKS = 6
+B_CTRS = 7  # word offset of the insert counters
+B_CHUNKS = 8  # word offset of the chunk states
+BS0 = LINE_WORDS  # stripe k's COUNT word: BS0 + k * LINE_WORDS
+SLOTS0 = BS0 + NSTRIPES * LINE_WORDS  # first slot's sequence word
+GROUP_LOG2 = 3  # home slots per insert counter: 8
+CHUNK_LOG2 = 9  # slots per move chunk: 512
+CLEAR_LOG2 = 12  # slots per clear chunk: 4096
+#: keys ahead whose home slot a batch call prefetches
 BATCH_PREFETCH = 8
-MAX_LOG2 = 35  # 2**35 slots (1 TiB of u64/u64 slots): "absurd" above; a stripe then holds 2**31
+MAX_LOG2 = 35  # 2**35 slots (1 TiB of u64/u64 slots): "absurd" above; a stripe then counts < 2**31
 
 # operation codes and statuses
 OP_INSERT = 0
@@ -238,308 +259,44 @@ ST_ABSENT = 0  # key was absent (inserted now, or nothing removed)
 ST_FOUND = 1
 ST_OVERFLOW = 2
 ST_NOMEM = 3
-PROBE_MISS = 0  # _probe results
+ST_MISUSE = 4  # PlainMap: a job found another thread inside the map
+_RESTART = 5  # internal: start over at G1
+_NOROOM = 6  # internal: the probe met no free slot
+PROBE_MISS = 0
 PROBE_HIT = 1
 PROBE_WAIT = 2
+# jobs
+MODE_GROW = 0  # if over a threshold: grow or rebuild
+MODE_FORCE = 1  # a writer found no free slot: grow or rebuild whatever the counts
+MODE_CLEAR = 2  # an empty table of the same capacity
 RS_DONE = 0
 RS_NOMEM = 1
-RS_OTHER = 2  # someone else resized (or nothing to do): start over
+RS_OTHER = 2  # nothing to do, or another job ran meanwhile
+RS_MISUSE = 3
 #: tables whose growth threshold is below this check the exact stripe sum on every
 #: insert of a new key; larger ones only when the bumped stripe nears its fair share
-#: (the load can then pass max_load by a few entries before the resize: ~1/16 of the
-#: inserts check, so the excess is a handful of slots, < 1% of such a table)
+#: (the load can then pass max_load by a few entries before the job starts)
 EXACT_BELOW = NSTRIPES * NSTRIPES
 
-_U = np.uint64
-U_LOCKED = _U(1)
-U_MOVED = _U(2)
+U_LOCKED = _U(LOCKED)
 U_EMPTY = _U(EMPTY)
 U_FULL = _U(FULL)
 U_TOMB = _U(TOMBSTONE)
 _LOW32 = _U(0xFFFFFFFF)
 COUNT_INSERT = _U(1)
-COUNT_REMOVE = _U((1 << 32) - 1)
-_M1 = _U(0xFF51AFD7ED558CCD)
-_M2 = _U(0xC4CEB9FE1A85EC53)
-_GOLD = _U(0x9E3779B97F4A7C15)
-_S33 = _U(33)
+COUNT_REMOVE = _U((1 << 32) - 1)  # live - 1, tombstones + 1 (by the carry)
+COUNT_REUSE = _U((1 - (1 << 32)) % (1 << 64))  # live + 1, tombstones - 1
 
 
-def slot_words(kw, vw):
-    """Words per slot: 1 + kw + vw rounded up to a power of two (<= 8) or a multiple of 8."""
-    n = 1 + kw + vw
-    if n <= 8:
-        p = 1
-        while p < n:
-            p *= 2
-        return p
-    return (n + 7) // 8 * 8
+# ------------------------------------------------------------------ geometry
 
 
-# ------------------------------------------------------------------ compile-time constants
-
-
-def _lit(x):
-    """njit: the value of a literal-typed argument as a compile-time constant."""
-    raise NotImplementedError
-
-
-@overload(_lit, inline="always")
-def _ov_lit(x):
-    if isinstance(x, types.Literal):
-        v = x.literal_value
-        return lambda x: v
-    raise TypingError(f"internal: expected a literal (compile-time constant), got {x}")
-
-
-# ------------------------------------------------------------------ word tuples
-
-
-def _check_words(name, arr):
-    if not (isinstance(arr, types.Array) and arr.ndim == 1 and arr.dtype == types.uint64 and arr.layout == "C"):
-        raise TypingError(f"{name}: needs a C-contiguous 1-d uint64 array, got {arr}")
-
-
-@intrinsic(prefer_literal=True)
-def load_words(typingctx, arr, start, n, atomic):
-    """``n`` words from ``arr[start:]`` as a UniTuple; relaxed atomic loads when `atomic`
-    (the R2 copy of a seqlock section: never plain loads there, HAZARDS 4)."""
-    _check_words("load_words", arr)
-    if not isinstance(n, types.IntegerLiteral) or not isinstance(atomic, types.BooleanLiteral):
-        raise TypingError("load_words: n and atomic must be compile-time constants")
-    N = n.literal_value
-    at = atomic.literal_value
-    tupty = types.UniTuple(types.uint64, N)
-    sig = tupty(arr, start, n, atomic)
-
-    def codegen(context, builder, signature, args):
-        ary = context.make_array(arr)(context, builder, args[0])
-        st = context.cast(builder, args[1], start, types.intp)
-        i64 = ir.IntType(64)
-        vals = []
-        for j in range(N):
-            idx = builder.add(st, ir.Constant(st.type, j))
-            ptr = cgutils.get_item_pointer(context, builder, arr, ary, [idx], wraparound=False)
-            if at:
-                vals.append(builder.load_atomic(ptr, "monotonic", align=8, typ=i64))
-            else:
-                vals.append(builder.load(ptr, align=8, typ=i64))
-        return context.make_tuple(builder, tupty, vals)
-
-    return sig, codegen
-
-
-@intrinsic(prefer_literal=True)
-def store_words(typingctx, arr, start, tup, atomic):
-    """Store a UniTuple of words at ``arr[start:]``; relaxed atomic stores when `atomic`
-    (W3 of a seqlock section: the slot is locked, readers may be copying concurrently)."""
-    _check_words("store_words", arr)
-    if not (isinstance(tup, types.UniTuple) and tup.dtype == types.uint64):
-        raise TypingError(f"store_words: expected a tuple of uint64 words, got {tup}")
-    if not isinstance(atomic, types.BooleanLiteral):
-        raise TypingError("store_words: atomic must be a compile-time constant")
-    N = tup.count
-    at = atomic.literal_value
-    sig = types.void(arr, start, tup, atomic)
-
-    def codegen(context, builder, signature, args):
-        ary = context.make_array(arr)(context, builder, args[0])
-        st = context.cast(builder, args[1], start, types.intp)
-        for j in range(N):
-            v = builder.extract_value(args[2], j)
-            idx = builder.add(st, ir.Constant(st.type, j))
-            ptr = cgutils.get_item_pointer(context, builder, arr, ary, [idx], wraparound=False)
-            if at:
-                builder.store_atomic(v, ptr, "monotonic", align=8)
-            else:
-                builder.store(v, ptr, align=8)
-        return context.get_dummy_value()
-
-    return sig, codegen
-
-
-@intrinsic(prefer_literal=True)
-def zero_words(typingctx, n):
-    """A UniTuple of ``n`` zero words."""
-    if not isinstance(n, types.IntegerLiteral):
-        raise TypingError("zero_words: n must be a compile-time constant")
-    tupty = types.UniTuple(types.uint64, n.literal_value)
-    sig = tupty(n)
-
-    def codegen(context, builder, signature, args):
-        z = ir.Constant(ir.IntType(64), 0)
-        return context.make_tuple(builder, tupty, [z] * n.literal_value)
-
-    return sig, codegen
-
-
-# ------------------------------------------------------------------ typed scalars <-> words
-
-
-def key_word(x, T):
-    """njit: the canonical word of key `k` as dtype `KT`, or OverflowError / ValueError /
-    TypeError (range, NaN, non-integral float for an integer key)."""
-    raise NotImplementedError
-
-
-@overload(key_word, inline="always")
-def _ov_key_word(x, T):
-    return _typed_word(x, T, "key", True)
-
-
-def value_word(x, T):
-    """njit: the canonical word of value `v` as dtype `VT` (no -0.0 folding for values)."""
-    raise NotImplementedError
-
-
-@overload(value_word, inline="always")
-def _ov_value_word(x, T):
-    return _typed_word(x, T, "value", False)
-
-
-def _typed_word(x, T, what, is_key):
-    t = T.instance_type if isinstance(T, types.NumberClass) else T.dtype if isinstance(T, types.DType) else T
-    if isinstance(t, types.Boolean):
-        if isinstance(x, types.Boolean):
-            return lambda x, T: numba.uint64(1) if x else numba.uint64(0)
-        raise TypingError(f"{what} must be a bool for a bool dtype, got {x}")
-    if isinstance(t, types.Integer):
-        if isinstance(x, types.Boolean):
-            return lambda x, T: numba.uint64(1) if x else numba.uint64(0)
-        if not isinstance(x, types.Integer):
-            raise TypingError(f"{what} must be an integer for {t}, got {x}")
-        lo, hi = (-(1 << (t.bitwidth - 1)), (1 << (t.bitwidth - 1)) - 1) if t.signed else (0, (1 << t.bitwidth) - 1)
-        msg = f"{what} does not fit in {t}"
-        if x.signed and not t.signed:
-            if x.bitwidth <= t.bitwidth:
-                def impl(x, T):
-                    if x < 0:
-                        raise OverflowError(msg)
-                    return scalar_word(t(x))
-            else:
-                def impl(x, T):
-                    if x < 0 or x > hi:
-                        raise OverflowError(msg)
-                    return scalar_word(t(x))
-        elif not x.signed and t.signed:
-            def impl(x, T):
-                if x > numba.uint64(hi):
-                    raise OverflowError(msg)
-                return scalar_word(t(x))
-        elif x.bitwidth > t.bitwidth:
-            def impl(x, T):
-                if x < lo or x > hi:
-                    raise OverflowError(msg)
-                return scalar_word(t(x))
-        else:
-            def impl(x, T):
-                return scalar_word(t(x))
-        return impl
-    if isinstance(t, types.Float):
-        if not isinstance(x, (types.Integer, types.Float)) or isinstance(x, types.Boolean):
-            raise TypingError(f"{what} must be a real number for {t}, got {x}")
-        is64 = t.bitwidth == 64
-        nan_msg = "NaN cannot be a key: it compares unequal to itself, so it could never be found"
-        ovf_msg = f"{what} overflows {t}"
-
-        can_overflow = isinstance(x, types.Float) and x.bitwidth > t.bitwidth
-
-        def impl(x, T):
-            y = t(x)
-            if is_key and y != y:
-                raise ValueError(nan_msg)
-            if can_overflow and np.isinf(y) and not np.isinf(x):
-                raise OverflowError(ovf_msg)
-            if is_key:
-                y = y + t(0.0)  # -0.0 and 0.0 are one key
-            if is64:
-                return f64_bits(y)
-            return numba.uint64(f32_bits(y))
-
-        return impl
-    raise TypingError(f"{what}s of type {t} are available from Python and batch calls only")
-
-
-def word_value(w, VT):
-    """njit: the scalar of dtype `VT` whose canonical word is `w`."""
-    raise NotImplementedError
-
-
-@overload(word_value, inline="always")
-def _ov_word_value(w, VT):
-    t = VT.instance_type if isinstance(VT, types.NumberClass) else VT
-    if isinstance(t, types.Boolean):
-        return lambda w, VT: w != 0
-    if isinstance(t, types.Integer):
-        return lambda w, VT: t(w)
-    if t == types.float64:
-        return lambda w, VT: bits_f64(w)
-    if t == types.float32:
-        return lambda w, VT: bits_f32(numba.uint32(w))
-    raise TypingError(f"values of type {t} are available from Python and batch calls only")
-
-
-def combine(op, old, arg, VT):
-    """njit: (ok, new value words) for an update of `old` by `arg` (insert: arg; add: sum)."""
-    raise NotImplementedError
-
-
-@overload(combine, inline="always")
-def _ov_combine(op, old, arg, VT):
-    if not isinstance(op, types.IntegerLiteral):
-        raise TypingError("combine: op must be a compile-time constant")
-    if op.literal_value != OP_ADD:
-        return lambda op, old, arg, VT: (True, arg)
-    t = VT.instance_type if isinstance(VT, types.NumberClass) else None
-    if isinstance(t, types.Integer):
-        if t.bitwidth == 64 and t.signed:
-            def impl(op, old, arg, VT):
-                x = numba.int64(old[0])
-                y = numba.int64(arg[0])
-                r = x + y  # wraps; overflow iff both operands' signs differ from the result's
-                return ((x ^ r) & (y ^ r)) >= 0, (numba.uint64(r),)
-        elif t.bitwidth == 64:
-            def impl(op, old, arg, VT):
-                r = old[0] + arg[0]
-                return r >= old[0], (r,)
-        else:
-            lo, hi = (-(1 << (t.bitwidth - 1)), (1 << (t.bitwidth - 1)) - 1) if t.signed else (0, (1 << t.bitwidth) - 1)
-
-            def impl(op, old, arg, VT):
-                r = numba.int64(t(old[0])) + numba.int64(t(arg[0]))
-                return lo <= r <= hi, (scalar_word(t(r)),)
-        return impl
-    if t == types.float64:
-        return lambda op, old, arg, VT: (True, (f64_bits(bits_f64(old[0]) + bits_f64(arg[0])),))
-    if t == types.float32:
-        return lambda op, old, arg, VT: (
-            True,
-            (numba.uint64(f32_bits(bits_f32(numba.uint32(old[0])) + bits_f32(numba.uint32(arg[0])))),),
-        )
-    raise TypingError(f"add: values of type {VT} have no addition (bool, complex and record values are not counters)")
-
-
-# ------------------------------------------------------------------ hashing, buffers
-
-
-@njit(inline="always", **JIT)
-def _fmix64(h):
-    # murmur3 finaliser: every input bit affects every output bit (low bits included)
-    h ^= h >> _S33
-    h *= _M1
-    h ^= h >> _S33
-    h *= _M2
-    h ^= h >> _S33
-    return h
-
-
-@njit(inline="always", **JIT)
-def mix64(key):
-    """Hash of a tuple of key words (the same for SeqMap and PlainMap)."""
-    h = _fmix64(key[0])
-    for j in range(1, len(key)):
-        h = _fmix64((h * _GOLD) ^ key[j])
-    return h
+def buffer_words(cap, SW):
+    """Words of a buffer of `cap` slots (offsets of its regions: see ``new_buffer``)."""
+    ctr = SLOTS0 + cap * SW
+    ngroups = max(1, cap >> GROUP_LOG2)
+    nchunks = max(1, (cap + (1 << CHUNK_LOG2) - 1) >> CHUNK_LOG2)
+    return ctr + ngroups + nchunks
 
 
 @njit(inline="always", **JIT)
@@ -553,332 +310,217 @@ def unowned(h):
     """The header as a view without an owner.
 
     Every entry kernel starts with this. A numba array that owns memory is incref'd and
-    decref'd around every call that takes it (``update``, ``resize``): two atomic RMWs per
-    operation on the header's meminfo, one cache line that every thread of every batch call
-    shares (seen in a batch loop's assembly: an NRT_incref/NRT_decref pair per item). The
+    decref'd around every call that takes it: two atomic RMWs per operation on the
+    header's meminfo, one cache line that every thread of every batch call shares. The
     header lives as long as the map, which the caller holds."""
     return header_at(h.ctypes.data)
 
 
 @njit(inline="always", **JIT)
-def _stripe(i):
-    return H_STRIPES + (i & (NSTRIPES - 1)) * LINE_WORDS
+def buf_view(addr):
+    """The whole buffer at `addr` as a uint64 view (its size from its header line)."""
+    return raw_words(addr, raw_words(addr, LINE_WORDS)[L.B_NBYTES] >> _U(3))
 
 
 @njit(inline="always", **JIT)
-def _bump(h, idx, delta, SYNC):
-    if _lit(SYNC):
-        atomic_fetch_add(h, idx, delta, "relaxed")  # ordered by the slot lock held around it
-    else:
-        h[idx] += numba.uint64(delta)
+def _mask(words):
+    return numba.int64(words[B_MASK])  # fixed for a buffer's life (capacity classes)
 
 
 @njit(inline="always", **JIT)
-def _current(h, SYNC, SW):
-    """G1: the current buffer (addr, header words, epoch, mask, slot words)."""
-    sw = _lit(SW)
-    if _lit(SYNC):
-        e = atomic_load(h, H_EPOCH, "acquire")  # pairs with a publisher's release: BUF below is its or later
-        addr = atomic_load(h, H_BUF, "acquire")  # buffer header and slots are read after this
-    else:
-        e = h[H_EPOCH]
-        addr = h[H_BUF]
-    hw = raw_words(addr, BUF_HDR)
-    mask = numba.int64(hw[B_MASK])  # fixed for the buffer's life: capacity classes never change
-    words = raw_words(addr, BUF_HDR + (mask + 1) * sw)
-    return addr, hw, e, mask, words
+def _slot(i, SW):
+    return SLOTS0 + i * lit(SW)
 
 
 @njit(inline="always", **JIT)
-def _epoch_changed(h, e, SYNC):
-    """G3: True if a buffer was published since `e` was read (acquire fence, then load)."""
-    if _lit(SYNC):
+def _chunk_off(words):
+    return numba.int64(words[B_CHUNKS])
+
+
+@njit(**JIT)
+def new_buffer(h, cap, log2, SW):
+    """A fresh buffer of `cap` slots (header initialised), or 0 (no memory). Job owner."""
+    sw = lit(SW)
+    ctr = SLOTS0 + cap * sw
+    ngroups = max(1, cap >> GROUP_LOG2)
+    nchunks = max(1, (cap + (1 << CHUNK_LOG2) - 1) >> CHUNK_LOG2)
+    nwords = ctr + ngroups + nchunks
+    addr = L.alloc(h, nwords * 8)
+    if addr == 0:
+        return addr
+    w = raw_words(addr, nwords)
+    w[B_CAP] = cap
+    w[B_MASK] = cap - 1
+    w[B_LOG2] = log2
+    w[B_GROW] = _grow_of(h, cap)
+    w[B_TLIM] = cap >> 3
+    w[B_NCHUNKS] = nchunks
+    w[B_CTRS] = ctr
+    w[B_CHUNKS] = ctr + ngroups
+    return addr
+
+
+@njit(inline="always", **JIT)
+def _grow_of(h, cap):
+    """Used slots (live + tombstones) a table of `cap` slots holds before it grows."""
+    g = (cap * numba.int64(h[H_MAXLOAD])) >> 16
+    return min(g, cap - 1)
+
+
+# ------------------------------------------------------------------ G1, G3, counts
+
+
+@njit(inline="always", **JIT)
+def current(h, SYNC):
+    """G1: (e, BUF, NEXT or 0). BUF is the buffer current at `e` or a later one."""
+    if lit(SYNC):
+        e = atomic_load(h, L.H_EPOCH, "acquire")
+        o = atomic_load(h, L.H_BUF, "acquire")
+        n = _U(0)
+        if e & _U(1):
+            n = atomic_load(h, L.H_NEXT, "acquire")
+        return e, o, n
+    return plain_load(h, L.H_EPOCH), plain_load(h, L.H_BUF), _U(0)
+
+
+@njit(inline="always", **JIT)
+def epoch_changed(h, e, SYNC):
+    """G3: True if EPOCH moved since `e` was read (acquire fence, then load)."""
+    if lit(SYNC):
         fence("acquire")  # every slot read above is ordered before the EPOCH re-read
-        return atomic_load(h, H_EPOCH, "relaxed") != e
+        return atomic_load(h, L.H_EPOCH, "relaxed") != e
     return False
 
 
 @njit(inline="always", **JIT)
 def _counts(w):
-    """(used, live) of a packed ST_COUNT word: used = live + tombstones."""
+    """(used, live) of a packed COUNT word: used = live + tombstones."""
     live = numba.int64(w & _LOW32)
-    return live + numba.int64(w >> numba.uint64(32)), live
+    return live + numba.int64(w >> _U(32)), live
 
 
 @njit(inline="always", **JIT)
-def _stripe_count(h, st, SYNC):
-    if _lit(SYNC):
-        return _counts(atomic_load(h, st + ST_COUNT, "relaxed"))
-    return _counts(h[st + ST_COUNT])
+def _stripe_count(words, k, SYNC):
+    if lit(SYNC):
+        return _counts(atomic_load(words, BS0 + k * LINE_WORDS, "relaxed"))
+    return _counts(plain_load(words, BS0 + k * LINE_WORDS))
 
 
 @njit(inline="always", **JIT)
-def _sum_stripes(h, SYNC):
+def sum_counts(words, SYNC):
+    """(used, live) of a buffer: the sum of its stripes."""
     used = 0
     live = 0
     for k in range(NSTRIPES):
-        u, lv = _stripe_count(h, H_STRIPES + k * LINE_WORDS, SYNC)
+        u, lv = _stripe_count(words, k, SYNC)
         used += u
         live += lv
     return used, live
 
 
 @njit(inline="always", **JIT)
-def _over_threshold(h, hw, st, SYNC):
-    """W4: cheap per-stripe test first (fair share of the thresholds), exact sum after."""
-    grow = numba.int64(hw[B_GROW])
-    tlim = numba.int64(hw[B_TLIM])
-    u, lv = _stripe_count(h, st, SYNC)
+def _count(words, i, delta, SYNC):
+    """Add `delta` to the COUNT of slot `i`'s stripe (its slot is locked)."""
+    off = BS0 + (i & (NSTRIPES - 1)) * LINE_WORDS
+    if lit(SYNC):
+        atomic_fetch_add(words, off, delta, "relaxed")  # ordered by the slot lock around it
+    else:
+        plain_store(words, off, plain_load(words, off) + delta)
+
+
+@njit(inline="always", **JIT)
+def _over_threshold(words, i, SYNC):
+    """W5: cheap test of slot `i`'s stripe first (fair share of the thresholds), exact sum after."""
+    grow = numba.int64(words[B_GROW])
+    tlim = numba.int64(words[B_TLIM])
+    u, lv = _stripe_count(words, i & (NSTRIPES - 1), SYNC)
     # below 7/8 of its share this stripe is not where the excess is; small tables always sum
     if (grow >= EXACT_BELOW and u * NSTRIPES <= grow - (grow >> 3)
             and (u - lv) * NSTRIPES <= tlim - (tlim >> 3)):
         return False
-    used, live = _sum_stripes(h, SYNC)
+    used, live = sum_counts(words, SYNC)
     return used > grow or used - live > tlim
 
 
 @njit(inline="always", **JIT)
-def _grow_of(h, cap):
-    return (cap * numba.int64(h[H_MAXLOAD])) >> 16
+def add_stat(h, which, n, SYNC):
+    """Count `n` read retries / write waits on a statistics stripe (only when n != 0)."""
+    if n != 0:
+        if lit(SYNC):
+            atomic_fetch_add(h, H_STATS + which, _U(n), "relaxed")
+        else:
+            plain_store(h, H_STATS + which, plain_load(h, H_STATS + which) + _U(n))
+
+
+# ------------------------------------------------------------------ G2: the reader's probe
 
 
 @njit(inline="always", **JIT)
-def _lock_slot(words, b, SYNC):
-    """Lock a slot (waiting for its holder); returns the unlocked word observed."""
-    if _lit(SYNC):
-        step = 0
-        while True:
-            s = atomic_load(words, b, "relaxed")
-            if (s & U_LOCKED) == 0:
-                if atomic_cas(words, b, s, s | U_LOCKED, "acquire") == s:  # W2
-                    fence("release")  # W3: the odd word is visible before any data we write
-                    return s
-            step = backoff(step)
-    return words[b]
+def probe(words, mask, hv, key, KW, VW, SW, SYNC):
+    """G2 in one buffer from the home slot of hash `hv`: (status, value words, last slot).
+
+    Status PROBE_HIT, PROBE_MISS, or PROBE_WAIT when our key's slot was locked or its copy
+    torn (the caller backs off and starts over). The last slot is where the probe stopped
+    (the hit, the EMPTY slot, or the slot before the home when it went all round).
+    Never waits itself: without a wait loop inside, the code inlined into a caller's loop
+    stays short. Only the slot whose key matches runs S3-S4 (see "readers and reuse")."""
+    kw = lit(KW)
+    i = hv & mask
+    left = mask  # slots still to inspect after this one (a down-count: no trip-count setup)
+    while True:
+        b = _slot(i, SW)
+        s = load_seq(words, b, SYNC)  # S1: key and value loads stay below it
+        ks = load_data(words, b + 1, KW, SYNC)  # S2: key and value, one section
+        vs = load_data(words, b + 1 + kw, VW, SYNC)
+        st = seq_state(s)
+        if st == U_EMPTY:
+            return PROBE_MISS, zero_words(VW), i
+        if st == U_FULL and ks == key:
+            if lit(SYNC):
+                if (s & U_LOCKED) or not read_validate(words, b, s, SYNC):  # S3-S4
+                    return PROBE_WAIT, vs, i
+            return PROBE_HIT, vs, i
+        if left == 0:
+            return PROBE_MISS, zero_words(VW), i
+        left -= 1
+        i = (i + 1) & mask
 
 
 @njit(inline="always", **JIT)
-def _unlock(words, b, s_new, SYNC):
-    if _lit(SYNC):
-        atomic_store(words, b, s_new, "release")  # W4: publishes every data store above
-    else:
-        words[b] = s_new
-
-
-@njit(inline="always", **JIT)
-def _try_lock(words, b, s, SYNC):
-    if _lit(SYNC):
-        if atomic_cas(words, b, s, s | U_LOCKED, "acquire") != s:  # exact observed word
+def _chunks_done(words, mask, home, last, tag):
+    """True if every chunk from the one holding slot `home` to the one holding `last`
+    (going round the table) is done in move phase `tag`."""
+    off = _chunk_off(words)
+    nch = numba.int64(words[B_NCHUNKS])
+    c = home >> CHUNK_LOG2
+    c_last = last >> CHUNK_LOG2
+    for _ in range(nch):
+        if not L.chunk_done(words, off, c, tag):
             return False
-        fence("release")
+        if c == c_last:
+            return True
+        c += 1
+        if c == nch:
+            c = 0
     return True
 
 
 @njit(**JIT)
-def _new_buffer(h, cap, log2, SW, SYNC):
-    """Z3: a buffer of `cap` slots: a recycled one from the pool, else freshly allocated.
-    Returns its address or 0 (allocation failed / over the limit). Resize lock held."""
-    sw = _lit(SW)
-    nwords = BUF_HDR + cap * sw
-    for p in range(POOL_PER_CLASS):
-        pi = H_POOL + log2 * POOL_PER_CLASS + p
-        addr = h[pi]
-        if addr != 0:
-            h[pi] = 0
-            hw = raw_words(addr, BUF_HDR)
-            words = raw_words(addr, nwords)
-            if _lit(SYNC):
-                # a new incarnation: the publication that retired this buffer happens-before
-                # us (resize lock); the fence orders it before every slot write below, so a
-                # stale operation that reads one of them sees that EPOCH in G3 (or its
-                # writer's re-check) and starts over
-                fence("release")
-            for i in range(cap):
-                b = BUF_HDR + i * sw
-                s = _lock_slot(words, b, SYNC)
-                _unlock(words, b, seq_next(s, EMPTY), SYNC)
-            return addr
-    nbytes = nwords * 8
-    limit = numba.int64(h[H_ALLOC_LIMIT])
-    if limit != 0 and nbytes > limit:
-        return numba.uint64(0)
-    addr = raw_alloc(nbytes)
-    if addr == 0:
-        return addr
-    hw = raw_words(addr, BUF_HDR)
-    hw[B_CAP] = cap
-    hw[B_MASK] = cap - 1
-    hw[B_LOG2] = log2
-    hw[B_GROW] = _grow_of(h, cap)
-    hw[B_TLIM] = cap >> 3
-    h[H_MEM] += numba.uint64(nbytes)
-    return addr
-
-
-@njit(**JIT)
-def _place(words, mask, key, vals, KW, SW, SYNC):
-    """Z4: put an entry into a new (unpublished) buffer; returns the slot index."""
-    kw = _lit(KW)
-    sw = _lit(SW)
-    i = numba.int64(mix64(key)) & mask
-    while True:
-        b = BUF_HDR + i * sw
-        if _lit(SYNC):
-            s = atomic_load(words, b, "relaxed")
-        else:
-            s = words[b]
-        if seq_state(s) == U_EMPTY:
-            s = _lock_slot(words, b, SYNC)  # a stale writer may hold it for an instant
-            if seq_state(s) == U_EMPTY:
-                store_words(words, b + 1, key, SYNC)
-                store_words(words, b + 1 + kw, vals, SYNC)
-                _unlock(words, b, seq_next(s, FULL), SYNC)
-                return i
-            _unlock(words, b, s, SYNC)
-        i = (i + 1) & mask
-
-
-@njit(**JIT)
-def resize(h, e, force, clear, KW, VW, SW, SYNC):
-    """Z1-Z5 on the buffer published as number `e` (the caller's G1). Returns RS_DONE,
-    RS_NOMEM or RS_OTHER (someone else resized since `e`, or nothing to do)."""
-    kw = _lit(KW)
-    sw = _lit(SW)
-    if _lit(SYNC):
-        if atomic_cas(h, H_RLOCK, 0, 1, "acq_rel") != 0:  # Z1; acquire: pool and buffer state below
-            step = 0
-            while atomic_load(h, H_RLOCK, "acquire") != 0:
-                step = backoff(step)
-            return RS_OTHER
-        if atomic_load(h, H_EPOCH, "relaxed") != e:  # (only resize-lock holders publish)
-            atomic_store(h, H_RLOCK, 0, "release")
-            return RS_OTHER
-    elif h[H_EPOCH] != e:
-        return RS_OTHER
-    old_addr = h[H_BUF]  # published as number e: under the resize lock nobody else stores it
-    ohw = raw_words(old_addr, BUF_HDR)
-    ocap = numba.int64(ohw[B_CAP])
-    olog2 = numba.int64(ohw[B_LOG2])
-    used, live = _sum_stripes(h, SYNC)
-    if not (force or clear) and used <= numba.int64(ohw[B_GROW]) and used - live <= numba.int64(ohw[B_TLIM]):
-        if _lit(SYNC):
-            atomic_store(h, H_RLOCK, 0, "release")
-        return RS_OTHER
-    ncap = ocap
-    nlog2 = olog2
-    if not clear and live * 2 > _grow_of(h, ocap):  # Z2: too full to rebuild in place
-        ncap *= 2
-        nlog2 += 1
-        while 3 * live > 2 * _grow_of(h, ncap) and nlog2 < MAX_LOG2:
-            ncap *= 2
-            nlog2 += 1
-    naddr = numba.uint64(0)
-    if live < _grow_of(h, ncap) or clear:
-        naddr = _new_buffer(h, ncap, nlog2, SW, SYNC)
-    if naddr == 0:
-        if _lit(SYNC):
-            atomic_store(h, H_RLOCK, 0, "release")
-        return RS_NOMEM
-    nmask = ncap - 1
-    nwords = raw_words(naddr, BUF_HDR + ncap * sw)
-    owords = raw_words(old_addr, BUF_HDR + ocap * sw)
-    counts = np.zeros(NSTRIPES, np.int64)
-    for i in range(ocap):
-        b = BUF_HDR + i * sw
-        s = _lock_slot(owords, b, SYNC)  # Z4: waits for a writer holding it
-        if seq_state(s) == U_FULL and not clear:
-            key = load_words(owords, b + 1, KW, False)  # we hold the lock: nobody writes
-            vals = load_words(owords, b + 1 + kw, VW, False)
-            j = _place(nwords, nmask, key, vals, KW, SW, SYNC)
-            counts[j & (NSTRIPES - 1)] += 1
-        _unlock(owords, b, s | U_MOVED, SYNC)  # frozen: readable, never writable again
-    for k in range(NSTRIPES):  # Z5: recount (no one else bumps the counts now): no tombstones
-        st = H_STRIPES + k * LINE_WORDS
-        if _lit(SYNC):
-            atomic_store(h, st + ST_COUNT, counts[k], "relaxed")
-        else:
-            h[st + ST_COUNT] = counts[k]
-    if _lit(SYNC):
-        atomic_store(h, H_BUF, naddr, "release")  # publish: the fill and the recount happen-before
-        atomic_store(h, H_EPOCH, e + numba.uint64(1), "release")  # after BUF: see G1
-    else:
-        h[H_BUF] = naddr
-        h[H_EPOCH] = e + numba.uint64(1)
-    # retire the old buffer (at most POOL_PER_CLASS per class; see the memory bound above)
-    for p in range(POOL_PER_CLASS):
-        pi = H_POOL + olog2 * POOL_PER_CLASS + p
-        if h[pi] == 0:
-            h[pi] = old_addr
-            break
-    h[H_RESIZES] += numba.uint64(1)
-    if _lit(SYNC):
-        atomic_store(h, H_RLOCK, 0, "release")
-    return RS_DONE
-
-
-@njit(inline="always", **JIT)
-def _wait_moved(h, e, SYNC):
-    """A writer found its buffer frozen: wait (backoff) until a new one is published.
-
-    EPOCH counts publications, so this also ends when the buffer that comes back is the
-    same address recycled (in-place rebuilds alternate two buffers, and a writer that
-    sleeps through two of them finds its old address current again: waiting for BUF to
-    change would then never end)."""
-    n = 0
-    if _lit(SYNC):
-        step = 0
-        while atomic_load(h, H_EPOCH, "acquire") == e:
-            step = backoff(step)
-            n += 1
-    return n
-
-
-# ------------------------------------------------------------------ the two probes
-
-
-@njit(inline="always", **JIT)
-def _probe(words, mask, hv, key, KW, VW, SW, SYNC):
-    """G2 in one buffer from the home slot of hash `hv`: (status, value words), status
-    PROBE_HIT, PROBE_MISS, or PROBE_WAIT when our key's slot was locked or its copy torn
-    (the caller backs off and probes again). Never waits itself: without a backoff loop
-    inside, the code inlined into a caller's loop stays short, and how many lookups a core
-    overlaps is bounded by how many of them fit in its reorder window.
-
-    Only the slot whose key matches needs R3-R4; every other slot is decided by R1 and the
-    key alone, locked or not. A FULL slot's key never changes in an incarnation (a writer
-    holding it changes the value or the state, never the key), so a key read after R1
-    (acquire) saw FULL is that slot's key; TOMBSTONE is final; and EMPTY, even locked by an
-    inserter claiming it, ends the probe: that insert has not returned (it returns after
-    its unlock), so the miss is linearisable at R1. So a reader never waits for a writer of
-    another key in its chain, and skips ~5 instructions per slot passed."""
-    kw = _lit(KW)
-    sw = _lit(SW)
-    i = hv & mask
-    left = mask  # slots still to inspect after this one (a down-count: no trip-count setup)
-    while True:
-        b = BUF_HDR + i * sw
-        if _lit(SYNC):
-            s = atomic_load(words, b, "acquire")  # R1: the key and value loads stay below it
-            ks = load_words(words, b + 1, KW, True)  # R2: key and value, one section
-            vs = load_words(words, b + 1 + kw, VW, True)
-        else:
-            s = load_words(words, b, 1, False)[0]  # (no negative-index wraparound code)
-            ks = load_words(words, b + 1, KW, False)
-            vs = load_words(words, b + 1 + kw, VW, False)
-        st = seq_state(s)
-        if st == U_EMPTY:
-            break
-        if st == U_FULL and ks == key:
-            if _lit(SYNC):
-                fence("acquire")  # R3: the value loads above are ordered before R4
-                if (s & U_LOCKED) or atomic_load(words, b, "relaxed") != s:  # R4: written meanwhile
-                    return PROBE_WAIT, vs
-            return PROBE_HIT, vs
-        if left == 0:
-            break
-        left -= 1
-        i = (i + 1) & mask
-    return PROBE_MISS, zero_words(VW)
+def lookup_moving(e, o, n, hv, key, st, vals, last, KW, VW, SW):
+    """G2 in a move phase, after the probe of BUF `o` returned (st, vals, last): the answer
+    from NEXT `n` if every chunk of that probe is done, else BUF's (see "reads during a
+    move"). Returns (status, value words); PROBE_WAIT sends the caller back to G1.
+    Not inlined: move phases are rare, and the inlined fast path stays short."""
+    if n == 0 or n == o:  # the publication is under way (G1): start over
+        return PROBE_WAIT, vals
+    ow = buf_view(o)
+    mask = _mask(ow)
+    fence("acquire")  # the probe's slot reads come before the chunk state loads
+    if not _chunks_done(ow, mask, numba.int64(hv) & mask, last, e):
+        return st, vals
+    nw = buf_view(n)
+    st2, vals2, _ = probe(nw, _mask(nw), hv, key, KW, VW, SW, True)
+    return st2, vals2
 
 
 @njit(inline="always", **JIT)
@@ -889,324 +531,708 @@ def lookup(h, key, KW, VW, SW, SYNC):
     counter stays live across the caller's loop: inlined into a user's njit loop, every
     register it holds is one the loop may have to spill.
 
-    Inlined into every caller (numba IR level): as a called function the synchronised
-    version ran ~3x slower than its inlined form in batch loops (measured with
-    ``seqmap_nb.micro``), while the smaller unsynchronised one was being inlined by LLVM
-    anyway, so the comparison was between a call and no call."""
-    hv = numba.int64(mix64(key))
+    Inlined into every caller: as a called function the synchronised version ran ~3x
+    slower than its inlined form in batch loops (measured with ``seqmap_nb.micro``)."""
+    hv = numba.int64(hash_words(key))
     step = 0
     while True:
-        addr, hw, e, mask, words = _current(h, SYNC, SW)
-        st, vals = _probe(words, mask, hv, key, KW, VW, SW, SYNC)
-        if st == PROBE_WAIT:
-            add_stat(h, ST_RETRY, 1, SYNC)  # counted here: no counter live across the loop
-            step = backoff(step)
-        elif not _epoch_changed(h, e, SYNC):  # G3: else maybe recycled under us, start over
+        e, o, n = current(h, SYNC)
+        words = buf_view(o)
+        st, vals, last = probe(words, _mask(words), hv, key, KW, VW, SW, SYNC)
+        if lit(SYNC):
+            if st != PROBE_WAIT and (e & _U(1)):
+                st, vals = lookup_moving(e, o, n, hv, key, st, vals, last, KW, VW, SW)
+            if st == PROBE_WAIT:
+                add_stat(h, ST_RETRY, 1, SYNC)  # counted here: no counter live across the loop
+                step = backoff(step)
+                continue
+        if not epoch_changed(h, e, SYNC):  # G3: else maybe recycled under us, start over
             return st == PROBE_HIT, vals
 
 
 @njit(inline="always", **JIT)
-def _prefetch_home(addr, mask, key, SW):
-    """Start the cache miss of `key`'s home slot in the buffer at `addr` (a hint only)."""
-    i = mix64(key) & numba.uint64(mask)
-    prefetch(addr + (numba.uint64(BUF_HDR) + i * numba.uint64(_lit(SW))) * numba.uint64(8))
+def prefetch_home(addr, mask, hv, SW):
+    """Start the cache miss of a home slot in the buffer at `addr` (a hint only: a prefetch
+    never faults, so a stale or wrong address costs a useless fill)."""
+    i = _U(hv) & _U(mask)
+    prefetch(addr + (_U(SLOTS0) + i * _U(lit(SW))) * _U(8))
 
 
 @njit(inline="always", **JIT)
 def prefetch_ahead(h, keys, j, n, KW, SW, SYNC):
     """Batch writers: prefetch the home slot of key ``j + BATCH_PREFETCH`` in the current
-    buffer (a hint, see ``lookup_many``). Writers gain more than readers: the lock's
-    ``lock cmpxchg`` is a full barrier on x86, so without it no two writes' cache misses
-    overlap, while prefetches are not ordered by locked instructions."""
-    pf = _lit(BATCH_PREFETCH)
+    buffer. Writers gain more than readers: the lock's ``lock cmpxchg`` is a full barrier
+    on x86, so without it no two writes' cache misses overlap, while prefetches are not
+    ordered by locked instructions."""
+    pf = lit(BATCH_PREFETCH)
     if j + pf < n:
-        if _lit(SYNC):
-            addr = atomic_load(h, H_BUF, "relaxed")
-            mask = atomic_load(raw_words(addr, BUF_HDR), B_MASK, "relaxed")
+        if lit(SYNC):
+            addr = atomic_load(h, L.H_BUF, "relaxed")
         else:
-            addr = h[H_BUF]
-            mask = raw_words(addr, BUF_HDR)[B_MASK]
-        _prefetch_home(addr, mask, load_words(keys, (j + pf) * KW, KW, False), SW)
+            addr = plain_load(h, L.H_BUF)
+        mask = raw_words(addr, LINE_WORDS)[B_MASK]
+        prefetch_home(addr, mask, hash_words(load_words(keys, (j + pf) * lit(KW), KW, False)), SW)
 
 
 @njit(inline="always", **JIT)
 def lookup_many(h, keys, out, found, KW, VW, SW, SYNC):
-    """``get_many``: G1-G3 for every key, with G1 done once per buffer rather than once
-    per key, and the home slots of the next keys prefetched. Returns the read retries.
+    """``get_many``: G1-G3 for every key, with G1 done once and reused as long as each
+    key's G3 passes, and the home slots of the next keys prefetched. Returns the retries.
 
-    Per key, G1 shrinks to "``load(BUF, acquire) == addr``" against the (e, addr, mask) of
-    the last full G1. When the key's G3 then reads EPOCH == e, EPOCH was e all along
-    (it only grows, and one thread's loads of it never go back), so a full G1 at the
-    key's start would have read e and then BUF: exactly the pair we hold. The BUF load
-    cannot be left out: a publisher stores BUF before EPOCH, and in between a writer may
-    already insert into the new buffer and return; this load sees that buffer, G3 alone
-    might not. A failed check redoes G1 in full and the key over.
+    A key whose G3 passes read EPOCH == e after its probe, and EPOCH was e when G1 read it;
+    it only grows, so it was e all along, and a G1 at the key's start would have read the
+    same e and (BUF being stored before EPOCH) a BUF no older than ours: the key's lookup
+    is exactly a full G1-G3. A failed G3 redoes G1 and the key over.
 
-    Batch lookups know their keys in advance: while key ``j`` is probed, the home slot
-    of key ``j + BATCH_PREFETCH`` is prefetched, so several cache misses are in flight
-    at once instead of as many as fit in the core's reorder window. The cached buffer
-    is only a hint there: a stale one costs a useless fill (a prefetch never faults)."""
-    pf = _lit(BATCH_PREFETCH)
-    n = found.shape[0]
+    Batch lookups know their keys in advance: while key ``j`` is probed, the home slot of
+    key ``j + BATCH_PREFETCH`` is prefetched, so several cache misses are in flight at
+    once instead of as many as fit in the core's reorder window."""
+    kw = lit(KW)
+    vw = lit(VW)
+    pf = lit(BATCH_PREFETCH)
+    n_keys = found.shape[0]
     retries = 0
     step = 0
-    addr, hw, e, mask, words = _current(h, SYNC, SW)
-    stale = False
+    e, o, n = current(h, SYNC)
+    words = buf_view(o)
+    mask = _mask(words)
     j = 0
-    while j < n:
-        if stale:  # G1 in full, then this key again
-            addr, hw, e, mask, words = _current(h, SYNC, SW)
-            stale = False
-        if j + pf < n:
-            _prefetch_home(addr, mask, load_words(keys, (j + pf) * KW, KW, False), SW)
-        if _lit(SYNC):
-            if atomic_load(h, H_BUF, "acquire") != addr:  # G1 for this key
-                stale = True
+    while j < n_keys:
+        if j + pf < n_keys:
+            prefetch_home(o, mask, hash_words(load_words(keys, (j + pf) * kw, KW, False)), SW)
+        key = load_words(keys, j * kw, KW, False)
+        hv = numba.int64(hash_words(key))
+        st, vals, last = probe(words, mask, hv, key, KW, VW, SW, SYNC)
+        if lit(SYNC):
+            if st != PROBE_WAIT and (e & _U(1)):
+                st, vals = lookup_moving(e, o, n, hv, key, st, vals, last, KW, VW, SW)
+            if st == PROBE_WAIT:  # a locked slot or a torn copy: back off, G1, this key again
+                retries += 1
+                step = backoff(step)
+                e, o, n = current(h, SYNC)
+                words = buf_view(o)
+                mask = _mask(words)
                 continue
-        key = load_words(keys, j * KW, KW, False)
-        st, vals = _probe(words, mask, numba.int64(mix64(key)), key, KW, VW, SW, SYNC)
-        if st == PROBE_WAIT:  # a locked slot or a torn copy: back off, this key again
-            retries += 1
-            step = backoff(step)
-            continue
-        if _epoch_changed(h, e, SYNC):  # G3
-            stale = True
+        if epoch_changed(h, e, SYNC):  # G3
+            e, o, n = current(h, SYNC)
+            words = buf_view(o)
+            mask = _mask(words)
             continue
         found[j] = st == PROBE_HIT
-        store_words(out, j * VW, vals, False)  # zero words on a miss
+        store_words(out, j * vw, vals, False)  # zero words on a miss
         step = 0
         j += 1
     return retries
 
 
-@njit(**JIT)
-def update(h, key, arg, OP, KW, VW, SW, SYNC, VT):
-    """W1-W4 for insert (OP_INSERT), add (OP_ADD) and remove (OP_REMOVE).
+# ------------------------------------------------------------------ W2-W4: a write in one buffer
 
-    Returns (status, old value words, write waits); status ST_ABSENT (key was absent),
-    ST_FOUND, ST_OVERFLOW (add would overflow; nothing written) or ST_NOMEM (table full
-    and a bigger one could not be allocated; nothing written).
-    """
-    kw = _lit(KW)
-    sw = _lit(SW)
-    sync = _lit(SYNC)
-    op = _lit(OP)
-    hv = numba.int64(mix64(key))
-    waits = 0
-    old = zero_words(VW)
-    while True:
-        addr, hw, e, mask, words = _current(h, SYNC, SW)
-        i = hv & mask
-        n = 0
-        step = 0
-        restart = False
-        while n <= mask:
-            b = BUF_HDR + i * sw
-            if sync:
-                s = atomic_load(words, b, "acquire")  # the key/state reads below stay after it
-                if s & U_LOCKED:  # wait, never skip: the first EMPTY slot is the meeting point
-                    waits += 1
-                    step = backoff(step)
-                    continue
-                if s & U_MOVED:  # frozen by a resize: continue on the new buffer
-                    waits += 1 + _wait_moved(h, e, SYNC)
-                    restart = True
-                    break
-            else:
-                s = words[b]
-            st = seq_state(s)
-            if st == U_EMPTY:
-                if op == OP_REMOVE:
-                    if _epoch_changed(h, e, SYNC):
-                        restart = True
-                        break
-                    return ST_ABSENT, old, waits
-                if not _try_lock(words, b, s, SYNC):  # lost the claim: re-read this slot
-                    waits += 1
-                    continue
-                if sync and atomic_load(h, H_EPOCH, "relaxed") != e:  # stale: give it back
-                    _unlock(words, b, s, SYNC)
-                    restart = True
-                    break
-                store_words(words, b + 1, key, SYNC)
-                store_words(words, b + 1 + kw, arg, SYNC)  # insert: the value; add: delta
-                st_i = _stripe(i)
-                _bump(h, st_i + ST_COUNT, COUNT_INSERT, SYNC)  # under the slot lock (see Z5)
-                _unlock(words, b, seq_next(s, FULL), SYNC)
-                if _over_threshold(h, hw, st_i, SYNC):
-                    resize(h, e, False, False, KW, VW, SW, SYNC)  # failure: table still has room
-                return ST_ABSENT, old, waits
-            if st == U_FULL:
-                ks = load_words(words, b + 1, KW, SYNC)  # immutable while the slot is FULL
-                if ks == key:
-                    if not _try_lock(words, b, s, SYNC):  # changed since observed: re-read
-                        waits += 1
-                        continue
-                    if sync and atomic_load(h, H_EPOCH, "relaxed") != e:
-                        _unlock(words, b, s, SYNC)
-                        restart = True
-                        break
-                    old = load_words(words, b + 1 + kw, VW, False)  # we hold the lock
-                    if op == OP_REMOVE:
-                        st_i = _stripe(i)
-                        _bump(h, st_i + ST_COUNT, COUNT_REMOVE, SYNC)  # LIVE - 1, TOMB + 1
-                        _unlock(words, b, seq_next(s, TOMBSTONE), SYNC)
-                        if _over_threshold(h, hw, st_i, SYNC):
-                            resize(h, e, False, False, KW, VW, SW, SYNC)
-                        return ST_FOUND, old, waits
-                    okc, new = combine(OP, old, arg, VT)
-                    if not okc:
-                        _unlock(words, b, s, SYNC)  # nothing written: restore the exact word
-                        return ST_OVERFLOW, old, waits
-                    store_words(words, b + 1 + kw, new, SYNC)
-                    _unlock(words, b, seq_next(s, FULL), SYNC)
-                    return ST_FOUND, old, waits
-            i = (i + 1) & mask
-            n += 1
-            step = 0
-        if restart:
-            continue
-        # walked the whole table without meeting an EMPTY slot
-        if op == OP_REMOVE:
-            if _epoch_changed(h, e, SYNC):
-                continue
-            return ST_ABSENT, old, waits
-        r = resize(h, e, True, False, KW, VW, SW, SYNC)
-        if r == RS_NOMEM:
-            return ST_NOMEM, old, waits
+
+def combine(op, old, arg, VT):
+    """njit: (ok, new value words) of an update of `old` by `arg`: insert stores `arg`,
+    add stores ``old + arg`` (``_codec.add_words``). `op` is a compile-time constant, so
+    maps whose values have no addition (records, ...) never type the sum."""
+    raise NotImplementedError("only callable from njit code")
+
+
+@overload(combine, inline="always")
+def _ov_combine(op, old, arg, VT):
+    if not isinstance(op, types.IntegerLiteral):
+        raise TypingError("combine: op must be a compile-time constant")
+    if op.literal_value != OP_ADD:
+        return lambda op, old, arg, VT: (True, arg)
+    return lambda op, old, arg, VT: add_words(old, arg, VT)
+
 
 
 @njit(inline="always", **JIT)
-def add_stat(h, which, n, SYNC):
-    if n != 0:
-        _bump(h, H_STRIPES + which, n, SYNC)
-
-
-# ------------------------------------------------------------------ whole-table kernels
+def _write_in(h, w, e, hv, key, arg, OP, KW, VW, SW, SYNC, VT):
+    """W2-W4 in the buffer at `w` found at epoch `e`. Returns (status, old value words,
+    waits, slot index); status _RESTART (start over at G1) or _NOROOM as well."""
+    kw = lit(KW)
+    op = lit(OP)
+    words = buf_view(w)
+    mask = _mask(words)
+    i = hv & mask
+    g = numba.int64(words[B_CTRS]) + (i >> GROUP_LOG2)
+    c0 = _U(0)
+    if lit(SYNC) and op != OP_REMOVE:
+        c0 = atomic_load(words, g, "acquire")  # W1: before the probe (see "never twice")
+    old = zero_words(VW)
+    waits = 0
+    step = 0
+    free_b = -1
+    free_i = -1
+    free_s = _U(0)
+    n = 0
+    while n <= mask:
+        b = _slot(i, SW)
+        if lit(SYNC):
+            s = atomic_load(words, b, "acquire")  # the key/state reads below stay after it
+            if s & U_LOCKED:  # wait, never skip: the slot may be becoming our key
+                waits += 1
+                step = backoff(step)
+                continue
+        else:
+            s = plain_load(words, b)
+        st = seq_state(s)
+        if st == U_EMPTY:
+            if free_b < 0:
+                free_b = b
+                free_i = i
+                free_s = s
+            break
+        if st == U_TOMB:
+            if free_b < 0:
+                free_b = b
+                free_i = i
+                free_s = s
+        elif load_data(words, b + 1, KW, SYNC) == key:  # FULL with our key: W3
+            if not try_lock(words, b, s, SYNC):  # changed since observed: start over
+                return _RESTART, old, waits + 1, i
+            if not L.epoch_ok(h, e, SYNC):
+                unlock_unchanged(words, b, s, SYNC)
+                return _RESTART, old, waits + 1, i
+            old = load_data(words, b + 1 + kw, VW, False)  # we hold the lock
+            if op == OP_REMOVE:
+                _count(words, i, COUNT_REMOVE, SYNC)  # live - 1, tombstones + 1
+                unlock(words, b, seq_next(s, TOMBSTONE), SYNC)
+                return ST_FOUND, old, waits, i
+            ok, new = combine(OP, old, arg, VT)
+            if not ok:
+                unlock_unchanged(words, b, s, SYNC)  # nothing written: restore the exact word
+                return ST_OVERFLOW, old, waits, i
+            store_data(words, b + 1 + kw, new, SYNC)
+            unlock(words, b, seq_next(s, FULL), SYNC)
+            return ST_FOUND, old, waits, i
+        i = (i + 1) & mask
+        n += 1
+        step = 0
+    # W4: our key is absent
+    if op == OP_REMOVE:
+        if lit(SYNC):
+            fence("acquire")  # G3 for the miss: the probe's loads come before the EPOCH load
+            if not L.epoch_ok(h, e, SYNC):
+                return _RESTART, old, waits, i  # the miss may have been read in a stale buffer
+        return ST_ABSENT, old, waits, i
+    if free_b < 0:
+        return _NOROOM, old, waits, i
+    if not try_lock(words, free_b, free_s, SYNC):
+        return _RESTART, old, waits + 1, free_i
+    if not L.epoch_ok(h, e, SYNC):
+        unlock_unchanged(words, free_b, free_s, SYNC)
+        return _RESTART, old, waits + 1, free_i
+    if lit(SYNC):
+        if atomic_cas(words, g, c0, c0 + _U(1), "acq_rel") != c0:  # another new key from our homes
+            unlock_unchanged(words, free_b, free_s, SYNC)
+            return _RESTART, old, waits + 1, free_i
+    store_data(words, free_b + 1, key, SYNC)
+    store_data(words, free_b + 1 + kw, arg, SYNC)  # insert: the value; add: the delta
+    if seq_state(free_s) == U_TOMB:
+        _count(words, free_i, COUNT_REUSE, SYNC)
+    else:
+        _count(words, free_i, COUNT_INSERT, SYNC)
+    unlock(words, free_b, seq_next(free_s, FULL), SYNC)
+    return ST_ABSENT, old, waits, free_i
 
 
 @njit(**JIT)
-def init_map(h, cap, log2, SW, SYNC):
-    """Allocate the first buffer; returns False when memory is short."""
-    addr = _new_buffer(h, cap, log2, SW, SYNC)
+def update(h, key, arg, OP, KW, VW, SW, SYNC, VT):
+    """W1-W5 for insert (OP_INSERT), add (OP_ADD) and remove (OP_REMOVE).
+
+    Returns (status, old value words, write waits); status ST_ABSENT (the key was absent),
+    ST_FOUND, ST_OVERFLOW (add would overflow; nothing written), ST_NOMEM (no free slot
+    and no memory for a bigger table; nothing written) or ST_MISUSE (PlainMap only)."""
+    hv = numba.int64(hash_words(key))
+    waits = 0
+    step = 0
+    while True:
+        e, o, n = current(h, SYNC)
+        w = o
+        if lit(SYNC) and (e & _U(1)):  # a move phase: W1's duties first
+            if n == 0 or n == o:  # the publication is under way
+                waits += L.wait_epoch(h, e)
+                continue
+            waits += help_move(h, e, KW, VW, SW)
+            waits += ensure_chain(h, e, o, hv, key, KW, VW, SW)
+            w = n
+        st, old, wt, i = _write_in(h, w, e, hv, key, arg, OP, KW, VW, SW, SYNC, VT)
+        waits += wt
+        if st == _RESTART:
+            step = backoff(step)
+            continue
+        if st == _NOROOM:
+            r = make_room(h, e, KW, VW, SW, SYNC)
+            if r == RS_NOMEM:
+                return ST_NOMEM, old, waits
+            if r == RS_MISUSE:
+                return ST_MISUSE, old, waits
+            continue
+        if (e & _U(1)) == 0 and w == o:  # W5 (a write in NEXT leaves thresholds to NEXT's turn)
+            if (st == ST_ABSENT and OP != OP_REMOVE) or (st == ST_FOUND and OP == OP_REMOVE):
+                if _over_threshold(buf_view(w), i, SYNC):
+                    if start_job(h, e, MODE_GROW, KW, VW, SW, SYNC) == RS_MISUSE:
+                        return ST_MISUSE, old, waits
+            if lit(SYNC) and L.job(h) == L.JOB_CLEAR:
+                help_clear(h, e, SW)
+        return st, old, waits
+
+
+@njit(**JIT)
+def make_room(h, e, KW, VW, SW, SYNC):
+    """A writer met no free slot: start a job, or help the one running, or wait for a
+    whole-map operation to let go. Returns RS_DONE (try again), RS_NOMEM or RS_MISUSE."""
+    if lit(SYNC) and (e & _U(1)):
+        help_move_all(h, e, KW, VW, SW)
+        return RS_DONE
+    r = start_job(h, e, MODE_FORCE, KW, VW, SW, SYNC)
+    if r == RS_NOMEM or r == RS_MISUSE:
+        return r
+    if lit(SYNC):
+        j = L.job(h)
+        if j == L.JOB_CLEAR:
+            help_clear(h, e, SW)
+        elif j == L.JOB_MOVE:
+            e1 = atomic_load(h, L.H_EPOCH, "acquire")
+            if e1 & _U(1):
+                help_move_all(h, e1, KW, VW, SW)
+        elif j != L.JOB_IDLE:
+            backoff(8)  # held by a snapshot or a starter: let it finish
+    return RS_DONE
+
+
+# ------------------------------------------------------------------ jobs (_lifecycle J1-J6)
+
+
+@njit(**JIT)
+def start_job(h, e, mode, KW, VW, SW, SYNC):
+    """J1-J4 for the buffer current at epoch `e` (even). Returns RS_DONE, RS_NOMEM,
+    RS_OTHER (nothing to do, or the job was taken) or RS_MISUSE (PlainMap only)."""
+    got = L.begin(h, L.JOB_PREP)
+    if got != L.JOB_IDLE:
+        if not lit(SYNC):
+            return RS_MISUSE  # one thread runs PlainMap's jobs to the end: this is another
+        return RS_OTHER
+    if atomic_load(h, L.H_EPOCH, "acquire") != e:  # another job ran since our G1
+        L.end(h)
+        return RS_OTHER
+    o = atomic_load(h, L.H_BUF, "relaxed")
+    ow = buf_view(o)
+    ocap = numba.int64(ow[B_CAP])
+    olog2 = numba.int64(ow[B_LOG2])
+    grow = numba.int64(ow[B_GROW])
+    used, live = sum_counts(ow, SYNC)
+    if mode == MODE_GROW and used <= grow and used - live <= numba.int64(ow[B_TLIM]):
+        L.end(h)
+        return RS_OTHER
+    ncap = ocap
+    nlog2 = olog2
+    if mode != MODE_CLEAR and live * 2 > grow:  # too full to rebuild in place: double
+        ncap *= 2
+        nlog2 += 1
+        while 3 * live > 2 * _grow_of(h, ncap) and nlog2 < MAX_LOG2:
+            ncap *= 2
+            nlog2 += 1
+    if nlog2 > MAX_LOG2:
+        L.end(h)
+        return RS_NOMEM
+    naddr = L.pool_take(h, nlog2)
+    recycled = naddr != 0
+    if not recycled:
+        naddr = new_buffer(h, ncap, nlog2, SW)
+        if naddr == 0:
+            L.end(h)
+            return RS_NOMEM
+    nw = buf_view(naddr)
+    for k in range(NSTRIPES):  # NEXT counts what is placed or written into it
+        atomic_store(nw, BS0 + k * LINE_WORDS, 0, "relaxed")
+    nmove = 0 if mode == MODE_CLEAR else numba.int64(ow[B_NCHUNKS])
+    L.init_chunks(ow, _chunk_off(ow), numba.int64(ow[B_NCHUNKS]), e + _U(1))
+    if recycled:
+        nclear = (ncap + (1 << CLEAR_LOG2) - 1) >> CLEAR_LOG2
+        L.start_clear(h, e, naddr, nclear, nmove)
+        if not lit(SYNC):
+            for c in range(nclear):
+                clear_chunk(naddr, c, SW, SYNC)
+            _flip(h, e, naddr, nmove, olog2)
+    else:
+        _flip(h, e, naddr, nmove, olog2)
+    if not lit(SYNC):  # one thread: the whole move now
+        for c in range(nmove):
+            move_chunk(h, e + _U(1), o, naddr, c, KW, VW, SW, SYNC)
+        if nmove > 0:
+            L.publish(h, e + _U(1), olog2)
+    return RS_DONE
+
+
+@njit(inline="always", **JIT)
+def _flip(h, e, naddr, nmove, olog2):
+    L.flip(h, e, naddr, nmove)
+    if nmove == 0:  # clear(): nothing to move, NEXT is the map now
+        L.publish(h, e + _U(1), olog2)
+
+
+@njit(**JIT)
+def clear_chunk(naddr, c, SW, SYNC):
+    """J3: clear chunk `c` of a recycled target: every slot EMPTY, versions continuing,
+    each under its lock (a stale writer of the buffer's last life may hold one for an
+    instant; it fails its EPOCH check and restores its word, which we then overwrite)."""
+    words = buf_view(naddr)
+    cap = numba.int64(words[B_CAP])
+    lo = c << CLEAR_LOG2
+    hi = min(cap, lo + (1 << CLEAR_LOG2))
+    for i in range(lo, hi):
+        b = _slot(i, SW)
+        s, _ = lock(words, b, SYNC)
+        unlock(words, b, seq_next(s, EMPTY), SYNC)
+
+
+@njit(**JIT)
+def help_clear(h, e, SW):
+    """One chunk of the clear phase of the job that left epoch `e`, if one is left; the
+    thread that clears the last chunk flips (J3-J4)."""
+    if atomic_load(h, L.H_JEPOCH, "relaxed") != e:
+        return
+    c = L.claim_next(h, L.H_CCUR, L.H_NCLEAR, e)
+    if c < 0:
+        return
+    naddr = atomic_load(h, L.H_CTARGET, "relaxed")  # our job's: read after the claim
+    clear_chunk(naddr, c, SW, True)
+    if L.done_one(h, L.H_CDONE, numba.int64(atomic_load(h, L.H_NCLEAR, "relaxed"))):
+        nmove = numba.int64(atomic_load(h, L.H_NMOVE, "relaxed"))
+        olog2 = numba.int64(buf_view(atomic_load(h, L.H_BUF, "relaxed"))[B_LOG2])
+        _flip(h, e, naddr, nmove, olog2)
+
+
+@njit(**JIT)
+def place(nw, key, vals, KW, SW, SYNC):
+    """Put an entry moved out of BUF into the target `nw`: the first EMPTY slot of its
+    chain, claimed under the slot's lock (other movers and writers work in NEXT too)."""
+    kw = lit(KW)
+    mask = _mask(nw)
+    i = numba.int64(hash_words(key)) & mask
+    step = 0
+    while True:
+        b = _slot(i, SW)
+        if lit(SYNC):
+            s = atomic_load(nw, b, "acquire")
+            if s & U_LOCKED:
+                step = backoff(step)
+                continue
+        else:
+            s = plain_load(nw, b)
+        if seq_state(s) == U_EMPTY:
+            if try_lock(nw, b, s, SYNC):
+                store_data(nw, b + 1, key, SYNC)
+                store_data(nw, b + 1 + kw, vals, SYNC)
+                _count(nw, i, COUNT_INSERT, SYNC)
+                unlock(nw, b, seq_next(s, FULL), SYNC)
+                return
+            continue  # claimed by another: read it again
+        i = (i + 1) & mask
+
+
+@njit(**JIT)
+def move_chunk(h, e1, o, n, c, KW, VW, SW, SYNC):
+    """J5: move chunk `c` of BUF `o` into NEXT `n` (the chunk is claimed by us), mark it
+    done, and publish if it was the last. Returns the waits for locked slots."""
+    kw = lit(KW)
+    ow = buf_view(o)
+    nw = buf_view(n)
+    ocap = numba.int64(ow[B_CAP])
+    lo = c << CHUNK_LOG2
+    hi = min(ocap, lo + (1 << CHUNK_LOG2))
+    placed = 0
+    waits = 0
+    step = 0
+    i = lo
+    while i < hi:
+        b = _slot(i, SW)
+        if lit(SYNC):
+            s = atomic_load(ow, b, "seq_cst")  # after the flip and our claim (J4)
+            if s & U_LOCKED:  # a writer that locked before the flip finishes first
+                waits += 1
+                step = backoff(step)
+                continue
+        else:
+            s = plain_load(ow, b)
+        if seq_state(s) == U_FULL:
+            ks = load_data(ow, b + 1, KW, SYNC)
+            vs = load_data(ow, b + 1 + kw, VW, SYNC)
+            if not read_validate(ow, b, s, SYNC):
+                continue
+            place(nw, ks, vs, KW, SW, SYNC)
+            placed += 1
+        i += 1
+        step = 0
+    if lit(SYNC):
+        atomic_fetch_add(h, L.H_MOVED, _U(placed), "relaxed")
+        L.finish_chunk(ow, _chunk_off(ow), c, e1)
+        if L.done_one(h, L.H_MDONE, numba.int64(ow[B_NCHUNKS])):
+            L.publish(h, e1, numba.int64(ow[B_LOG2]))
+    else:
+        plain_store(h, L.H_MOVED, plain_load(h, L.H_MOVED) + _U(placed))
+    return waits
+
+
+@njit(**JIT)
+def help_move(h, e1, KW, VW, SW):
+    """A writer's background share of move phase `e1`: claim the next chunk in order and
+    move it (nothing when every chunk is claimed). Returns the waits."""
+    c = L.claim_next(h, L.H_MCUR, L.H_NMOVE, e1)
+    if c < 0:
+        return 0
+    o = atomic_load(h, L.H_BUF, "acquire")
+    n = atomic_load(h, L.H_NEXT, "acquire")
+    ow = buf_view(o)
+    if L.claim_chunk(ow, _chunk_off(ow), c, e1) != L.CLAIMED:
+        return 0  # claimed directly by a writer that needed it
+    return move_chunk(h, e1, o, n, c, KW, VW, SW, True)
+
+
+@njit(**JIT)
+def help_move_all(h, e1, KW, VW, SW):
+    """Move chunks of phase `e1` until none is left to claim, wait for the chunks others
+    are moving, then for the publication (whole-map operations, and a writer that found
+    no room in NEXT)."""
+    while atomic_load(h, L.H_EPOCH, "acquire") == e1:
+        c = L.claim_next(h, L.H_MCUR, L.H_NMOVE, e1)
+        if c < 0:
+            break
+        o = atomic_load(h, L.H_BUF, "acquire")  # our claim holds the job open: BUF, NEXT are its
+        ow = buf_view(o)
+        if L.claim_chunk(ow, _chunk_off(ow), c, e1) == L.CLAIMED:
+            move_chunk(h, e1, o, atomic_load(h, L.H_NEXT, "acquire"), c, KW, VW, SW, True)
+    L.wait_epoch(h, e1)  # the last chunk's mover publishes; the others' chunks are in flight
+
+
+@njit(**JIT)
+def ensure_chain(h, e1, o, hv, key, KW, VW, SW):
+    """Move-phase duty of a writer of `key`: probe BUF `o` from the home slot to the slot
+    holding the key or the first EMPTY slot (waiting on locked slots), and make every chunk
+    the probe touched done: move it, or wait while its mover finishes it. Returns waits."""
+    ow = buf_view(o)
+    mask = _mask(ow)
+    home = numba.int64(hv) & mask
+    i = home
+    n = 0
+    waits = 0
+    step = 0
+    while n <= mask:
+        b = _slot(i, SW)
+        s = atomic_load(ow, b, "acquire")
+        if s & U_LOCKED:  # a pre-flip writer: see what it leaves
+            if atomic_load(h, L.H_EPOCH, "acquire") != e1:
+                return waits
+            waits += 1
+            step = backoff(step)
+            continue
+        st = seq_state(s)
+        if st == U_EMPTY or (st == U_FULL and load_data(ow, b + 1, KW, True) == key):
+            break
+        i = (i + 1) & mask
+        n += 1
+    if n > mask:  # went all round: every chunk
+        i = (home - 1) & mask
+    off = _chunk_off(ow)
+    nch = numba.int64(ow[B_NCHUNKS])
+    c = home >> CHUNK_LOG2
+    c_last = i >> CHUNK_LOG2
+    nxt = atomic_load(h, L.H_NEXT, "acquire")
+    for _ in range(nch):
+        got = L.claim_chunk(ow, off, c, e1)
+        if got == L.CLAIMED:
+            waits += move_chunk(h, e1, o, nxt, c, KW, VW, SW, True)
+        elif got == L.BUSY:
+            waits += L.wait_chunk(ow, off, c, e1, h, e1)
+        if c == c_last:
+            break
+        c += 1
+        if c == nch:
+            c = 0
+    return waits
+
+
+@njit(**JIT)
+def finish_job(h, KW, VW, SW, SYNC):
+    """Help whatever job is running until it is published (whole-map operations)."""
+    if not lit(SYNC):
+        return
+    while True:
+        j = L.job(h)
+        e = atomic_load(h, L.H_EPOCH, "acquire")
+        if j == L.JOB_CLEAR and (e & _U(1)) == 0:
+            help_clear(h, e, SW)
+            backoff(0)
+        elif j == L.JOB_MOVE and (e & _U(1)):
+            help_move_all(h, e, KW, VW, SW)
+        elif j == L.JOB_MOVE or j == L.JOB_PREP:
+            backoff(6)  # between states: the owner is about to flip or publish
+        else:
+            return
+
+
+@njit(**JIT)
+def hold(h, KW, VW, SW, SYNC):
+    """Keep jobs from starting while a whole-map operation reads the table (HOLD); helps
+    a running job to its end first. False for PlainMap used from another thread."""
+    step = 0
+    while True:
+        finish_job(h, KW, VW, SW, SYNC)
+        got = L.begin(h, L.JOB_HOLD)
+        if got == L.JOB_IDLE:
+            return True
+        if not lit(SYNC):
+            return False
+        if got == L.JOB_HOLD:
+            step = backoff(step)  # another whole-map operation: wait for it
+
+
+# ------------------------------------------------------------------ whole-map kernels
+
+
+@njit(**JIT)
+def init_map(h, cap, log2, SW):
+    """Allocate the first buffer; False when memory is short."""
+    addr = new_buffer(h, cap, log2, SW)
     if addr == 0:
         return False
-    h[H_BUF] = addr
+    h[L.H_BUF] = addr
+    h[L.H_NEXT] = addr
     return True
 
 
 @njit(**JIT)
-def free_all(h):
-    """Free every raw buffer of a map that no one can reach any more (finaliser)."""
-    raw_free(h[H_BUF])
-    h[H_BUF] = 0
-    for p in range(POOL_PER_CLASS * NCLASSES):
-        if h[H_POOL + p] != 0:
-            raw_free(h[H_POOL + p])
-            h[H_POOL + p] = 0
-
-
-@njit(**JIT)
 def info(h, out):
-    """out[:] = capacity, used, live, memory bytes, resizes, read retries, write waits, bytes/slot."""
-    addr = atomic_load(h, H_BUF, "acquire")
-    hw = raw_words(addr, BUF_HDR)
-    used = 0
-    live = 0
+    """out[:] = slots, used, live, memory bytes, resizes, read retries, write waits,
+    bytes per slot, growth threshold (entries before the next growth), epoch."""
+    while True:
+        e = atomic_load(h, L.H_EPOCH, "acquire")
+        o = atomic_load(h, L.H_BUF, "acquire")
+        ow = buf_view(o)
+        used, live = sum_counts(ow, True)
+        cap = numba.int64(ow[B_CAP])
+        grow = numba.int64(ow[B_GROW])
+        if e & _U(1):  # a move phase: BUF's entries not yet placed, plus NEXT's
+            n = atomic_load(h, L.H_NEXT, "acquire")
+            if n == o or n == 0:
+                L.wait_epoch(h, e)
+                continue
+            nw = buf_view(n)
+            nu, nl = sum_counts(nw, True)
+            moved = numba.int64(atomic_load(h, L.H_MOVED, "relaxed"))
+            live = live - moved + nl
+            used = live + (nu - nl)
+            cap = numba.int64(nw[B_CAP])
+            grow = numba.int64(nw[B_GROW])
+        if atomic_load(h, L.H_EPOCH, "acquire") == e:
+            break
     rr = 0
     ww = 0
     for k in range(NSTRIPES):
-        b = H_STRIPES + k * LINE_WORDS
-        u, lv = _stripe_count(h, b, True)
-        used += u
-        live += lv
-        rr += numba.int64(atomic_load(h, b + ST_RETRY, "relaxed"))
-        ww += numba.int64(atomic_load(h, b + ST_WAIT, "relaxed"))
-    out[0] = numba.int64(hw[B_CAP])
+        rr += numba.int64(atomic_load(h, H_STATS + k * LINE_WORDS + ST_RETRY, "relaxed"))
+        ww += numba.int64(atomic_load(h, H_STATS + k * LINE_WORDS + ST_WAIT, "relaxed"))
+    out[0] = cap
     out[1] = used
     out[2] = live
-    out[3] = numba.int64(atomic_load(h, H_MEM, "relaxed"))
-    out[4] = numba.int64(atomic_load(h, H_RESIZES, "relaxed"))
+    out[3] = numba.int64(atomic_load(h, L.H_MEM, "relaxed"))
+    out[4] = numba.int64(atomic_load(h, L.H_RESIZES, "relaxed"))
     out[5] = rr
     out[6] = ww
     out[7] = numba.int64(h[H_SW]) * 8
+    out[8] = grow
+    out[9] = numba.int64(e)
 
 
 @njit(**JIT)
 def live_count(h):
-    live = 0
-    for k in range(NSTRIPES):
-        live += _stripe_count(h, H_STRIPES + k * LINE_WORDS, True)[1]
-    return live
+    out = np.empty(10, np.int64)
+    info(h, out)
+    return out[2]
 
 
 @njit(**JIT)
 def reset_stats(h):
     for k in range(NSTRIPES):
-        b = H_STRIPES + k * LINE_WORDS
-        atomic_store(h, b + ST_RETRY, 0, "relaxed")
-        atomic_store(h, b + ST_WAIT, 0, "relaxed")
-    atomic_store(h, H_RESIZES, 0, "relaxed")
+        atomic_store(h, H_STATS + k * LINE_WORDS + ST_RETRY, 0, "relaxed")
+        atomic_store(h, H_STATS + k * LINE_WORDS + ST_WAIT, 0, "relaxed")
+    atomic_store(h, L.H_RESIZES, 0, "relaxed")
 
 
 @njit(**JIT)
-def snapshot(h, keys, vals, plen, KW, VW, SW, SYNC):
-    """Copy every FULL slot (seqlock-consistent per slot) of the current buffer; also the
-    probe length of each (slots its lookup inspects). Returns the count, or -1 if the
-    output arrays are shorter than the capacity (the caller retries bigger).
+def snapshot(h, keys, vals, plen, pause, KW, VW, SW, SYNC):
+    """Copy every FULL slot of the table (each slot read consistently) with the probe
+    length of each (slots its lookup inspects). Returns the count, -1 if the output
+    arrays are shorter than the table (the caller retries bigger), or -2 (PlainMap in
+    use by another thread).
 
-    Holds the resize lock while it copies, so that no buffer is published or recycled
-    under it: a copy of a large table would otherwise start over at every publication,
-    and under heavy churn (in-place rebuilds) might never finish. Writers go on
-    meanwhile; a resize that one of them needs waits for the copy (Z1)."""
-    kw = _lit(KW)
-    vw = _lit(VW)
-    sw = _lit(SW)
-    if _lit(SYNC):
-        step = 0
-        while atomic_cas(h, H_RLOCK, 0, 1, "acq_rel") != 0:  # as Z1; acquire: BUF below is the last published
-            step = backoff(step)
-    addr, hw, e, mask, words = _current(h, SYNC, SW)
+    Holds the map (JOB = HOLD) while it copies, after helping a running job to its end:
+    no buffer is published or recycled under the copy, so one buffer holds the whole
+    map. Writers go on meanwhile. A key that a writer removes and inserts again while the
+    copy runs can be read twice (at its old slot before the remove, at its new one after
+    the insert): the caller keeps one of the two (``SeqMap._snapshot``).
+
+    `pause` is a test hook (a uint64 array, [slot index or -1, flag]): when the copy
+    reaches that slot it sets ``pause[1] = 1`` and waits until the test sets it to 2, so
+    a test can write at a chosen moment of a copy."""
+    kw = lit(KW)
+    vw = lit(VW)
+    if not hold(h, KW, VW, SW, SYNC):
+        return -2
+    e, o, _ = current(h, SYNC)
+    words = buf_view(o)
+    mask = _mask(words)
     n = 0
     if mask + 1 > plen.shape[0]:
         n = -1
     else:
+        stop_at = numba.int64(pause[0])
         for i in range(mask + 1):
-            b = BUF_HDR + i * sw
+            if i == stop_at:
+                atomic_store(pause, 1, 1, "release")
+                pstep = 0
+                while atomic_load(pause, 1, "acquire") != 2:
+                    pstep = backoff(pstep)
+            b = _slot(i, SW)
+            step = 0
             while True:
-                if _lit(SYNC):
-                    s = atomic_load(words, b, "acquire")
-                    if s & U_LOCKED:
-                        backoff(3)
-                        continue
-                    ks = load_words(words, b + 1, KW, True)
-                    vs = load_words(words, b + 1 + kw, VW, True)
-                    fence("acquire")
-                    if atomic_load(words, b, "relaxed") != s:
-                        continue
-                else:
-                    s = words[b]
-                    ks = load_words(words, b + 1, KW, False)
-                    vs = load_words(words, b + 1 + kw, VW, False)
-                break
+                s = load_seq(words, b, SYNC)
+                if lit(SYNC) and (s & U_LOCKED):
+                    step = backoff(step)
+                    continue
+                ks = load_data(words, b + 1, KW, SYNC)
+                vs = load_data(words, b + 1 + kw, VW, SYNC)
+                if read_validate(words, b, s, SYNC):
+                    break
             if seq_state(s) == U_FULL:
                 store_words(keys, n * kw, ks, False)
                 store_words(vals, n * vw, vs, False)
-                home = numba.int64(mix64(ks)) & mask
+                home = numba.int64(hash_words(ks)) & mask
                 plen[n] = ((i - home) & mask) + 1
                 n += 1
-    if _lit(SYNC):
-        atomic_store(h, H_RLOCK, 0, "release")
+    L.end(h)
     return n
 
 
 @njit(**JIT)
 def clear_map(h, KW, VW, SW, SYNC):
-    """clear(): a same-capacity rebuild that copies nothing. False when memory is short."""
+    """clear(): a job to an empty table of the same capacity. RS_DONE, RS_NOMEM, RS_MISUSE."""
+    step = 0
     while True:
-        e = atomic_load(h, H_EPOCH, "acquire")
-        r = resize(h, e, False, True, KW, VW, SW, SYNC)
+        finish_job(h, KW, VW, SW, SYNC)
+        e = atomic_load(h, L.H_EPOCH, "acquire")
+        if e & _U(1):
+            continue
+        r = start_job(h, e, MODE_CLEAR, KW, VW, SW, SYNC)
         if r == RS_DONE:
-            return True
-        if r == RS_NOMEM:
-            return False
+            finish_job(h, KW, VW, SW, SYNC)
+            return RS_DONE
+        if r == RS_NOMEM or r == RS_MISUSE:
+            return r
+        step = backoff(step)  # a job or a hold got in first: help or wait, then again
+
+
+@njit(**JIT)
+def free_all(h):
+    """Free every buffer of a map that no one can reach any more (finaliser)."""
+    L.free_all(h)

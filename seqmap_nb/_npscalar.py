@@ -85,6 +85,12 @@ _BOXABLE = (types.Boolean, types.Integer, types.Float, types.Complex)
 @intrinsic
 def as_numpy_scalar(typingctx, value):
     """``value`` unchanged, typed so that it boxes as a numpy scalar (see the module)."""
+    if isinstance(value, types.Optional) and isinstance(value.type, _BOXABLE):
+        # None or a value: the same in-register layout, boxed as None or a numpy scalar
+        def codegen(context, builder, sig, args):
+            return args[0]
+
+        return types.Optional(NumpyScalar(value.type))(value), codegen
     if not isinstance(value, _BOXABLE):
         raise TypingError(f"as_numpy_scalar: a bool, integer, float or complex value, got {value}")
 

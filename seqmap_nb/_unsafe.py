@@ -36,7 +36,7 @@ from llvmlite import ir
 from numba import types
 from numba.core import cgutils
 from numba.core.errors import TypingError
-from numba.extending import intrinsic
+from numba.extending import intrinsic, overload
 
 from .config import JIT
 
@@ -334,6 +334,143 @@ def monotonic_ns(typingctx):
     return sig, codegen
 
 
+# --------------------------------------------------------------------------- word tuples
+
+
+def _check_words(name, arr):
+    if not (isinstance(arr, types.Array) and arr.ndim == 1 and arr.dtype == types.uint64 and arr.layout == "C"):
+        raise TypingError(f"{name}: needs a C-contiguous 1-d uint64 array, got {arr}")
+
+
+@intrinsic(prefer_literal=True)
+def load_words(typingctx, arr, start, n, atomic):
+    """``n`` words from ``arr[start:]`` as a UniTuple; relaxed atomic loads when `atomic`
+    (the data copy of a seqlock read: plain loads there could be merged, split or hoisted
+    out of the retry loop by the compiler). `n` and `atomic` are compile-time constants."""
+    _check_words("load_words", arr)
+    if not isinstance(n, types.IntegerLiteral) or not isinstance(atomic, types.BooleanLiteral):
+        raise TypingError("load_words: n and atomic must be compile-time constants")
+    N = n.literal_value
+    at = atomic.literal_value
+    tupty = types.UniTuple(types.uint64, N)
+    sig = tupty(arr, start, n, atomic)
+
+    def codegen(context, builder, signature, args):
+        ary = context.make_array(arr)(context, builder, args[0])
+        st = context.cast(builder, args[1], start, types.intp)
+        i64 = ir.IntType(64)
+        vals = []
+        for j in range(N):
+            idx = builder.add(st, ir.Constant(st.type, j))
+            ptr = cgutils.get_item_pointer(context, builder, arr, ary, [idx], wraparound=False)
+            if at:
+                vals.append(builder.load_atomic(ptr, "monotonic", align=8, typ=i64))
+            else:
+                vals.append(builder.load(ptr, align=8, typ=i64))
+        return context.make_tuple(builder, tupty, vals)
+
+    return sig, codegen
+
+
+@intrinsic(prefer_literal=True)
+def store_words(typingctx, arr, start, tup, atomic):
+    """Store a UniTuple of words at ``arr[start:]``; relaxed atomic stores when `atomic`
+    (the data write of a locked seqlock cell: readers may be copying it concurrently)."""
+    _check_words("store_words", arr)
+    if not (isinstance(tup, types.UniTuple) and tup.dtype == types.uint64):
+        raise TypingError(f"store_words: expected a tuple of uint64 words, got {tup}")
+    if not isinstance(atomic, types.BooleanLiteral):
+        raise TypingError("store_words: atomic must be a compile-time constant")
+    N = tup.count
+    at = atomic.literal_value
+    sig = types.void(arr, start, tup, atomic)
+
+    def codegen(context, builder, signature, args):
+        ary = context.make_array(arr)(context, builder, args[0])
+        st = context.cast(builder, args[1], start, types.intp)
+        for j in range(N):
+            v = builder.extract_value(args[2], j)
+            idx = builder.add(st, ir.Constant(st.type, j))
+            ptr = cgutils.get_item_pointer(context, builder, arr, ary, [idx], wraparound=False)
+            if at:
+                builder.store_atomic(v, ptr, "monotonic", align=8)
+            else:
+                builder.store(v, ptr, align=8)
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+@intrinsic(prefer_literal=True)
+def zero_words(typingctx, n):
+    """A UniTuple of ``n`` zero words (`n` a compile-time constant)."""
+    if not isinstance(n, types.IntegerLiteral):
+        raise TypingError("zero_words: n must be a compile-time constant")
+    tupty = types.UniTuple(types.uint64, n.literal_value)
+    sig = tupty(n)
+
+    def codegen(context, builder, signature, args):
+        z = ir.Constant(ir.IntType(64), 0)
+        return context.make_tuple(builder, tupty, [z] * n.literal_value)
+
+    return sig, codegen
+
+
+@intrinsic
+def plain_load(typingctx, arr, idx):
+    """``arr[idx]`` as one plain (non-atomic) load, no negative-index wraparound.
+
+    The unsynchronised (``SYNC=False``) branches of the kernels use this and
+    :func:`plain_store` rather than ``arr[i]``: with a ``raw_words`` view, numba 0.68
+    dropped a plain ``arr[i] = v`` inside a function that branches on ``lit(SYNC)``
+    (found when PlainMap lost every unlock; ``tests/test_unsafe.py`` keeps the case)."""
+    _check_array("plain_load", arr)
+    _check_index("plain_load", idx)
+    sig = arr.dtype(arr, idx)
+
+    def codegen(context, builder, signature, args):
+        ptr = _elem_ptr(context, builder, arr, args[0], args[1], idx)
+        return builder.load(ptr, align=arr.dtype.bitwidth // 8)
+
+    return sig, codegen
+
+
+@intrinsic
+def plain_store(typingctx, arr, idx, val):
+    """``arr[idx] = val`` as one plain (non-atomic) store (see :func:`plain_load`)."""
+    _check_array("plain_store", arr)
+    _check_index("plain_store", idx)
+    _check_value("plain_store", val)
+    sig = types.void(arr, idx, val)
+
+    def codegen(context, builder, signature, args):
+        ptr = _elem_ptr(context, builder, arr, args[0], args[1], idx)
+        builder.store(context.cast(builder, args[2], val, arr.dtype), ptr, align=arr.dtype.bitwidth // 8)
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+# --------------------------------------------------------------------------- compile-time constants
+
+
+def lit(x):
+    """njit: the value of a literal-typed argument as a compile-time constant.
+
+    Kernels take their layout (words per key, value and slot) and the SYNC switch as
+    literal arguments, so that every helper they call is specialised on them: loops over
+    key words unroll and ``if lit(SYNC):`` branches vanish from the unsynchronised build."""
+    raise NotImplementedError("only callable from njit code")
+
+
+@overload(lit, inline="always")
+def _ov_lit(x):
+    if isinstance(x, types.Literal):
+        v = x.literal_value
+        return lambda x: v
+    raise TypingError(f"internal: expected a literal (compile-time constant), got {x}")
+
+
 # --------------------------------------------------------------------------- bit casts
 
 
@@ -363,81 +500,125 @@ bits_f32 = _make_bitcast(types.uint32, types.float32, "A uint32 reinterpreted as
 
 #: alignment of raw buffers: a cache-line pair (see config.CACHE_LINE)
 RAW_ALIGN = 128
-#: buffers of at least this many bytes start on a huge-page boundary and offer their
-#: whole huge pages to the kernel (2 MiB on x86-64 and aarch64 Linux)
+#: buffers of at least this many bytes are mapped straight from the kernel, start on a
+#: huge-page boundary and offer their whole huge pages to the kernel (2 MiB on x86-64 and
+#: aarch64 Linux)
 HUGE_PAGE = 1 << 21
+_PAGE = 4096
 _MADV_HUGEPAGE = 14  # Linux <sys/mman.h>
+_PROT_RW = 3  # PROT_READ | PROT_WRITE
+_MAP_PRIVATE_ANON = 0x22  # MAP_PRIVATE | MAP_ANONYMOUS (Linux, x86-64 and aarch64)
 _LINUX = platform.system() == "Linux"
 
 
-@intrinsic
-def raw_alloc(typingctx, nbytes):
-    """Zero-filled memory of at least `nbytes` (rounded up to 128), 128-byte aligned; its
-    address as uint64.
+def _libc_call(name, ret, args):
+    """An intrinsic calling libc's `name`: ``ret`` and ``args`` are (numba type, LLVM type)
+    pairs; pointer-typed parameters and results travel as uint64 addresses."""
+    params = ", ".join(f"a{i}" for i in range(len(args)))
 
-    Returns 0 when the allocation fails (callers raise ``MemoryError`` and leave their
-    structure as it was). Memory comes from ``posix_memalign`` and is invisible to numba's
-    reference counting: only :func:`raw_free` releases it.
+    def template(typingctx, *argtys):
+        if not all(isinstance(a, types.Integer) for a in argtys):
+            raise TypingError(f"{name}: expects {len(args)} integer arguments, got {argtys}")
+        sig = ret[0](*argtys)
 
-    Buffers of ``HUGE_PAGE`` bytes and more are aligned to a huge page and, on Linux, the
-    whole huge pages they contain are advised ``MADV_HUGEPAGE`` before they are first
-    touched (the tail stays in small pages, so no memory is added). A table is read at
-    random: with 4 KiB pages a 64 MiB table spans 16k pages, far more than the TLB
-    holds, and a lookup can pay a page walk on top of its cache miss. The kernel honours
-    the advice when transparent huge pages are in ``always`` or ``madvise`` mode
-    (``/sys/kernel/mm/transparent_hugepage/enabled``) and ignores it otherwise. Every
-    table of the package, the baselines' too, is allocated here, so comparisons between
-    them stay like for like (``numba.typed.Dict`` and ``dict`` allocate their own).
+        def codegen(context, builder, signature, cargs):
+            fnty = ir.FunctionType(ret[1], [a[1] for a in args])
+            fn = cgutils.get_or_insert_function(builder.module, fnty, name)
+            vals = []
+            for v, t, (nbt, lt) in zip(cargs, argtys, args):
+                v = context.cast(builder, v, t, nbt)
+                vals.append(builder.inttoptr(v, lt) if isinstance(lt, ir.PointerType) else v)
+            r = builder.call(fn, vals)
+            if isinstance(ret[1], ir.PointerType):
+                return builder.ptrtoint(r, ir.IntType(64))
+            if isinstance(ret[1], ir.VoidType):
+                return context.get_dummy_value()
+            return r
+
+        return sig, codegen
+
+    # intrinsics need a fixed arity: spell the parameters out
+    ns = {"template": template}
+    exec(f"def _libc_{name}(typingctx, {params}):\n    return template(typingctx, {params})", ns)
+    return intrinsic(ns[f"_libc_{name}"])
+
+
+_VP = (types.uint64, ir.IntType(8).as_pointer())
+_I64 = (types.int64, ir.IntType(64))
+_I32 = (types.int32, ir.IntType(32))
+_mmap = _libc_call("mmap", _VP, [_VP, _I64, _I32, _I32, _I32, _I64])
+_munmap = _libc_call("munmap", _I32, [_VP, _I64])
+_madvise = _libc_call("madvise", _I32, [_VP, _I64, _I32])
+_malloc_aligned = _libc_call("aligned_alloc", _VP, [_I64, _I64])
+_free = _libc_call("free", (types.none, ir.VoidType()), [_VP])
+_memset = _libc_call("memset", _VP, [_VP, _I32, _I64])
+
+
+@numba.njit(**JIT)
+def raw_size(nbytes):
+    """The bytes :func:`raw_alloc` really reserves for a request of `nbytes`."""
+    n = (numba.int64(nbytes) + (RAW_ALIGN - 1)) & ~numba.int64(RAW_ALIGN - 1)
+    if n == 0:
+        n = RAW_ALIGN
+    if n >= HUGE_PAGE and _LINUX:
+        n = (n + (_PAGE - 1)) & ~numba.int64(_PAGE - 1)
+    return n
+
+
+@numba.njit(**JIT)
+def raw_alloc(nbytes):
+    """Zero-filled memory of at least `nbytes`, 128-byte aligned; its address as uint64,
+    or 0 when it cannot be had (callers raise ``MemoryError`` and leave their structure as
+    it was). Invisible to numba's reference counting: only :func:`raw_free` releases it,
+    given the same `nbytes`.
+
+    Small buffers come from the C allocator and are zeroed here. Buffers of ``HUGE_PAGE``
+    bytes and more (on Linux) are mapped from the kernel, which hands out pages that read as
+    zero and are only zeroed for real when first written: allocating a 256 MiB table costs
+    microseconds, and the page faults of its first touch fall on the threads that fill it,
+    not on one thread up front (a resize spreads its copy, and with it those faults, over
+    every thread that helps). They start on a huge page, and the whole huge pages they span
+    are advised ``MADV_HUGEPAGE`` before anything touches them: a table is read at random,
+    and with 4 KiB pages a 64 MiB table spans 16k pages, far more than the TLB holds, so a
+    lookup could pay a page walk on top of its cache miss. The kernel honours the advice when
+    transparent huge pages are in ``always`` or ``madvise`` mode and ignores it otherwise.
+    Every table of the package, the baselines' too, is allocated here, so comparisons
+    between them stay like for like (``numba.typed.Dict`` and ``dict`` allocate their own).
     """
-    if not isinstance(nbytes, types.Integer):
-        raise TypingError(f"raw_alloc: nbytes must be an integer; got {nbytes}")
-    sig = types.uint64(nbytes)
-
-    def codegen(context, builder, signature, args):
-        i64 = ir.IntType(64)
-        i32 = ir.IntType(32)
-        n = context.cast(builder, args[0], nbytes, types.uint64)
-        mask = ir.Constant(i64, RAW_ALIGN - 1)
-        size = builder.and_(builder.add(n, mask), builder.not_(mask))
-        size = builder.select(builder.icmp_unsigned("==", size, ir.Constant(i64, 0)),
-                              ir.Constant(i64, RAW_ALIGN), size)
-        huge = builder.icmp_unsigned(">=", size, ir.Constant(i64, HUGE_PAGE))
-        align = builder.select(huge, ir.Constant(i64, HUGE_PAGE), ir.Constant(i64, RAW_ALIGN))
-        out = cgutils.alloca_once_value(builder, cgutils.voidptr_t(None))
-        fnty = ir.FunctionType(i32, [out.type, i64, i64])
-        fn = cgutils.get_or_insert_function(builder.module, fnty, "posix_memalign")
-        rc = builder.call(fn, [out, align, size])
-        ptr = builder.select(builder.icmp_signed("==", rc, ir.Constant(i32, 0)),
-                             builder.load(out), cgutils.voidptr_t(None))
-        with builder.if_then(cgutils.is_not_null(builder, ptr)):
-            if _LINUX:
-                with builder.if_then(huge):
-                    whole = builder.and_(size, ir.Constant(i64, ~(HUGE_PAGE - 1) & (2**64 - 1)))
-                    mfnty = ir.FunctionType(i32, [cgutils.voidptr_t, i64, i32])
-                    madvise = cgutils.get_or_insert_function(builder.module, mfnty, "madvise")
-                    builder.call(madvise, [ptr, whole, ir.Constant(i32, _MADV_HUGEPAGE)])  # advice only
-            cgutils.memset(builder, ptr, size, 0)
-        return builder.ptrtoint(ptr, i64)
-
-    return sig, codegen
+    n = raw_size(nbytes)
+    if n >= HUGE_PAGE and _LINUX:
+        total = n + HUGE_PAGE
+        p = _mmap(numba.uint64(0), total, numba.int32(_PROT_RW), numba.int32(_MAP_PRIVATE_ANON),
+                  numba.int32(-1), numba.int64(0))
+        if p == numba.uint64(0xFFFFFFFFFFFFFFFF) or p == 0:  # MAP_FAILED
+            return numba.uint64(0)
+        a = (p + numba.uint64(HUGE_PAGE - 1)) & ~numba.uint64(HUGE_PAGE - 1)
+        head = numba.int64(a - p)
+        if head > 0:
+            _munmap(p, head)  # trim to exactly [a, a + n)
+        tail = numba.int64(p + numba.uint64(total) - (a + numba.uint64(n)))
+        if tail > 0:
+            _munmap(a + numba.uint64(n), tail)
+        whole = n & ~numba.int64(HUGE_PAGE - 1)
+        _madvise(a, whole, numba.int32(_MADV_HUGEPAGE))  # advice only: failure is harmless
+        return a
+    align = HUGE_PAGE if n >= HUGE_PAGE else RAW_ALIGN
+    a = _malloc_aligned(numba.int64(align), n)
+    if a != 0:
+        _memset(a, numba.int32(0), n)
+    return a
 
 
-@intrinsic
-def raw_free(typingctx, addr):
-    """Release memory from :func:`raw_alloc` (0 is ignored)."""
-    if not isinstance(addr, types.Integer):
-        raise TypingError(f"raw_free: addr must be an integer; got {addr}")
-    sig = types.void(addr)
-
-    def codegen(context, builder, signature, args):
-        a = context.cast(builder, args[0], addr, types.uint64)
-        ptr = builder.inttoptr(a, cgutils.voidptr_t)
-        fnty = ir.FunctionType(ir.VoidType(), [cgutils.voidptr_t])
-        fn = cgutils.get_or_insert_function(builder.module, fnty, "free")
-        builder.call(fn, [ptr])
-        return context.get_dummy_value()
-
-    return sig, codegen
+@numba.njit(**JIT)
+def raw_free(addr, nbytes):
+    """Release memory from :func:`raw_alloc(nbytes) <raw_alloc>` (address 0 is ignored)."""
+    if addr == 0:
+        return
+    n = raw_size(nbytes)
+    if n >= HUGE_PAGE and _LINUX:
+        _munmap(numba.uint64(addr), n)
+    else:
+        _free(numba.uint64(addr))
 
 
 @intrinsic

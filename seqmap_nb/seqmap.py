@@ -1,31 +1,34 @@
 """SeqMap: a concurrent linear-probing hash map over seqlocked slots (and PlainMap).
 
-The protocol (slot layout, reader and writer steps, why no key is duplicated, the resize)
-is the top comment of :mod:`seqmap_nb._map_kernels`; this module is the thin public layer:
+The protocol (slot layout, reader and writer steps, why no key is duplicated although
+freed slots are reused, the cooperative resize) is the top comment of
+:mod:`seqmap_nb._map_kernels`; this module is the thin public layer:
 
 - :class:`SeqMap` validates input (dtypes, capacity, max_load, keys, values, batch
-  arrays) with the exceptions of ``API.md`` and then calls *one* nogil kernel per call.
-  The scalar path calls the kernel's compiled entry point for the exact Python types of
-  its arguments (``_EntryPoints``: no dispatch by numba's dispatcher), with the header's
-  address and the scalar (no boxing of a structure: HAZARDS 8), and gets back a numpy
-  scalar built in the kernel (``_npscalar``); other dtypes (records, complex,
-  sub-arrays, ...) and other argument types go through the batch kernels with one item.
+  arrays) with clear exceptions and then calls *one* nogil kernel per call. The scalar
+  path calls the kernel's compiled entry point for the exact Python types of its
+  arguments (``_EntryPoints``: no dispatch by numba's dispatcher), with the header's
+  address and the scalar (no boxing of a structure), and gets back a numpy scalar built
+  in the kernel (``_npscalar``); other dtypes (records, complex, sub-arrays, ...) and
+  other argument types go through the batch kernels with one item.
 - :class:`PlainMap` is the same class over the same kernels compiled with ``SYNC=False``
   (no sequence checks, no locks, no fences): the single-thread speed reference and the
-  negative control of the concurrency tests. It refuses nothing but is **single-thread
-  only**: concurrent use can lose updates and duplicate keys.
+  negative control of the concurrency tests. **Single-thread only**: concurrent use can
+  lose updates and duplicate keys; a resize that finds another thread inside the map (the
+  step that could otherwise corrupt memory) raises RuntimeError instead.
 - ``numba.typeof(m)`` is a :class:`SeqMapType` whose data model holds only the header's
-  address (no reference counting per call, see SeqMapType); in user ``@njit(nogil=True)`` code ``m.get(k)`` (Optional), ``m.get(k, d)``,
-  ``m.insert(k, v)`` (Optional previous), ``m.remove(k)`` (Optional removed),
-  ``m.add(k, d)`` (new value), ``m.contains(k)``, ``k in m`` and ``len(m)`` compile, for
-  bool/integer/float keys and values (records only from Python and batch calls). Growth
-  triggered inside user code needs no Python.
+  address (``_nbext``); in user ``@njit(nogil=True)`` code ``m.get(k)`` (Optional),
+  ``m.get(k, d)``, ``m.insert(k, v)`` (Optional previous), ``m.remove(k)`` (Optional
+  removed), ``m.add(k, d)`` (new value), ``m.contains(k)``, ``k in m`` and ``len(m)``
+  compile, for bool/integer/float keys and values. These methods are the only definition
+  of the scalar operations: the Python entry points call them too (``_nbext.at_addr``).
 
-Capacity is a number of slots (rounded up to a power of two); the map grows when
-``used = live + tombstones`` passes ``max_load * capacity`` and never shrinks
-(``clear()`` keeps the capacity). Memory is released when the map is garbage collected
-(a ``weakref.finalize`` on the header array, which the map owns and the caller of njit
-code keeps alive while it runs).
+``capacity`` is the number of entries the map holds without growing; the table behind it
+has ``m.slots`` slots, a power of two with ``max_load * slots >= capacity``. The map grows
+when ``used = live + tombstones`` passes ``max_load * slots`` and never shrinks
+(``clear()`` keeps the table). Memory is released when the map is garbage collected (a
+``weakref.finalize`` on the header array, which the map owns and the caller of njit code
+keeps alive while it runs).
 """
 import functools
 import operator
@@ -34,29 +37,23 @@ import weakref
 import numba
 import numpy as np
 from numba import types
-from numba.core import cgutils
 from numba.core.errors import TypingError
-from numba.extending import (
-    NativeValue,
-    make_attribute_wrapper,
-    models,
-    overload,
-    overload_attribute,
-    overload_method,
-    register_model,
-    typeof_impl,
-    unbox,
-)
+from numba.extending import overload, overload_attribute, overload_method
 
+from . import _lifecycle as L
 from . import _map_kernels as K
-from ._codec import Codec, check_max_load
+from ._codec import Codec, check_max_load, slot_words, typed_key_word, typed_value_word, word_scalar
 from ._contents import CopyByContents
+from ._nbext import AddrType, at_addr, register
 from ._npscalar import as_numpy_scalar
+from ._unsafe import load_words, store_words, zero_words
 from .config import JIT
 
 __all__ = ["SeqMap", "PlainMap", "SeqMapType"]
 
 _ERR_NOMEM = "SeqMap: the table is full and a larger buffer could not be allocated (map unchanged)"
+_ERR_MISUSE = ("PlainMap is single-thread only, and a resize found another thread using it "
+               "(use SeqMap for concurrent access)")
 
 
 def _nb_scalar(codec):
@@ -71,157 +68,125 @@ def _kernels(KW, VW, SW, SYNC, KT, VT):
     """The entry-point kernels for one layout. Constants are closure variables, so numba
     types them as literals and specialises every helper of ``_map_kernels`` on them (and
     ``cache=True`` keys each variant by their values). Each kernel first rebinds the header
-    to ``K.unowned(h)``: no refcount traffic on it inside the kernel (see there)."""
+    to ``K.unowned(h)``: no refcount traffic on it inside the kernel."""
     ns = {}
     # module attributes would type as plain int64: bind them here so they are literals
     OP_INSERT, OP_ADD, OP_REMOVE = K.OP_INSERT, K.OP_ADD, K.OP_REMOVE
-    # part of every kernel's cache key (closure variables are): a change in the protocol
-    # code they inline then recompiles them instead of loading a stale cache entry
-    DIGEST = K.SOURCE_DIGEST
 
     @numba.njit(**JIT)
     def init(h, cap, log2):
-        DIGEST  # noqa: B018 (cache key, see above)
         h = K.unowned(h)
-        return K.init_map(h, cap, log2, SW, SYNC)
+        return K.init_map(h, cap, log2, SW)
 
     @numba.njit(**JIT)
     def clear(h):
-        DIGEST  # noqa: B018 (cache key, see above)
         h = K.unowned(h)
         return K.clear_map(h, KW, VW, SW, SYNC)
 
     @numba.njit(**JIT)
-    def snapshot(h, keys, vals, plen):
-        DIGEST  # noqa: B018 (cache key, see above)
+    def snapshot(h, keys, vals, plen, pause):
         h = K.unowned(h)
-        return K.snapshot(h, keys, vals, plen, KW, VW, SW, SYNC)
+        return K.snapshot(h, keys, vals, plen, pause, KW, VW, SW, SYNC)
 
     @numba.njit(**JIT)
     def get_many(h, keys, out, found):
-        DIGEST  # noqa: B018 (cache key, see above)
         h = K.unowned(h)
         r = K.lookup_many(h, keys, out, found, KW, VW, SW, SYNC)
         K.add_stat(h, K.ST_RETRY, r, SYNC)
 
     @numba.njit(**JIT)
     def insert_many(h, keys, vals, old, found):
-        """Returns -1, or the index of the first item not inserted (table full, no memory)."""
-        DIGEST  # noqa: B018 (cache key, see above)
+        """Returns (-1, 0), or (index, status) of the first item not inserted."""
         h = K.unowned(h)
         waits = 0
         n = found.shape[0]
         for j in range(n):
             K.prefetch_ahead(h, keys, j, n, KW, SW, SYNC)
-            key = K.load_words(keys, j * KW, KW, False)
-            v = K.load_words(vals, j * VW, VW, False)
+            key = load_words(keys, j * KW, KW, False)
+            v = load_words(vals, j * VW, VW, False)
             st, o, w = K.update(h, key, v, OP_INSERT, KW, VW, SW, SYNC, VT)
             waits += w
-            if st == K.ST_NOMEM:
+            if st == K.ST_NOMEM or st == K.ST_MISUSE:
                 K.add_stat(h, K.ST_WAIT, waits, SYNC)
-                return j
+                return j, st
             found[j] = st == K.ST_FOUND
-            K.store_words(old, j * VW, o, False)
+            store_words(old, j * VW, o, False)
         K.add_stat(h, K.ST_WAIT, waits, SYNC)
-        return -1
+        return -1, 0
 
     @numba.njit(**JIT)
     def remove_many(h, keys, old, found):
-        DIGEST  # noqa: B018 (cache key, see above)
+        """Returns (-1, 0), or (index, status) of the first item not removed."""
         h = K.unowned(h)
         waits = 0
-        z = K.zero_words(VW)
+        z = zero_words(VW)
         n = found.shape[0]
         for j in range(n):
             K.prefetch_ahead(h, keys, j, n, KW, SW, SYNC)
-            key = K.load_words(keys, j * KW, KW, False)
+            key = load_words(keys, j * KW, KW, False)
             st, o, w = K.update(h, key, z, OP_REMOVE, KW, VW, SW, SYNC, VT)
             waits += w
+            if st == K.ST_MISUSE:
+                K.add_stat(h, K.ST_WAIT, waits, SYNC)
+                return j, st
             found[j] = st == K.ST_FOUND
-            K.store_words(old, j * VW, o, False)
+            store_words(old, j * VW, o, False)
         K.add_stat(h, K.ST_WAIT, waits, SYNC)
+        return -1, 0
 
     ns.update(init=init, clear=clear, snapshot=snapshot, get_many=get_many,
               insert_many=insert_many, remove_many=remove_many)
 
-    if VT is not None and isinstance(VT, (types.Integer, types.Float)):
+    if VT is not None and isinstance(VT, (types.Integer, types.Float)) and not isinstance(VT, types.Boolean):
 
         @numba.njit(**JIT)
         def add_many(h, keys, deltas, new):
             """Returns (-1, 0), or (index, status) of the first item not applied."""
-            DIGEST  # noqa: B018 (cache key, see above)
             h = K.unowned(h)
             waits = 0
             n = new.shape[0] // VW
             for j in range(n):
                 K.prefetch_ahead(h, keys, j, n, KW, SW, SYNC)
-                key = K.load_words(keys, j * KW, KW, False)
-                d = K.load_words(deltas, j * VW, VW, False)
+                key = load_words(keys, j * KW, KW, False)
+                d = load_words(deltas, j * VW, VW, False)
                 st, o, w = K.update(h, key, d, OP_ADD, KW, VW, SW, SYNC, VT)
                 waits += w
-                if st == K.ST_NOMEM or st == K.ST_OVERFLOW:
+                if st == K.ST_NOMEM or st == K.ST_OVERFLOW or st == K.ST_MISUSE:
                     K.add_stat(h, K.ST_WAIT, waits, SYNC)
                     return j, st
                 if st == K.ST_FOUND:
-                    ok, nv = K.combine(OP_ADD, o, d, VT)
-                    K.store_words(new, j * VW, nv, False)
+                    ok, nv = K.add_words(o, d, VT)
+                    store_words(new, j * VW, nv, False)
                 else:
-                    K.store_words(new, j * VW, d, False)
+                    store_words(new, j * VW, d, False)
             K.add_stat(h, K.ST_WAIT, waits, SYNC)
             return -1, 0
 
         ns["add_many"] = add_many
 
     if KT is not None and VT is not None:
-        # The scalar kernels of the Python methods. They take the header's *address* (an
-        # int unboxes in a few ns, an array argument costs a reference-counted view per
-        # call) and return numpy scalars built in the kernel (see _npscalar). The Python
-        # methods call their compiled entry points directly (see _EntryPoints).
+        # The scalar kernels of the Python methods: the njit methods (the one definition of
+        # each operation) on the map rebuilt from the header's address. An int unboxes in a
+        # few ns, where a structure argument costs a typed attribute read; they return numpy
+        # scalars built in the kernel (see _npscalar). The Python methods call their
+        # compiled entry points directly (see _EntryPoints).
+        MT = SeqMapType(KT, VT, KW, VW, SW, SYNC)
 
         @numba.njit(**JIT)
         def get1(a, k):
-            DIGEST  # noqa: B018 (cache key, see above)
-            h = K.header_at(a)
-            key = (K.key_word(k, KT),)
-            f, vals = K.lookup(h, key, KW, VW, SW, SYNC)
-            if f:
-                return as_numpy_scalar(K.word_value(vals[0], VT))
-            return None
+            return as_numpy_scalar(at_addr(a, MT).get(k))  # None or a numpy scalar
 
         @numba.njit(**JIT)
         def contains1(a, k):
-            DIGEST  # noqa: B018 (cache key, see above)
-            h = K.header_at(a)
-            key = (K.key_word(k, KT),)
-            f, vals = K.lookup(h, key, KW, VW, SW, SYNC)
-            return f
+            return k in at_addr(a, MT)
 
         @numba.njit(**JIT)
         def insert1(a, k, v):
-            DIGEST  # noqa: B018 (cache key, see above)
-            h = K.header_at(a)
-            key = (K.key_word(k, KT),)
-            val = (K.value_word(v, VT),)  # both validated before anything is written
-            st, o, w = K.update(h, key, val, OP_INSERT, KW, VW, SW, SYNC, VT)
-            if w != 0:
-                K.add_stat(h, K.ST_WAIT, w, SYNC)
-            if st == K.ST_NOMEM:
-                raise MemoryError(_ERR_NOMEM)
-            if st == K.ST_FOUND:
-                return as_numpy_scalar(K.word_value(o[0], VT))
-            return None
+            return as_numpy_scalar(at_addr(a, MT).insert(k, v))  # None or a numpy scalar
 
         @numba.njit(**JIT)
         def remove1(a, k):
-            DIGEST  # noqa: B018 (cache key, see above)
-            h = K.header_at(a)
-            key = (K.key_word(k, KT),)
-            st, o, w = K.update(h, key, K.zero_words(VW), OP_REMOVE, KW, VW, SW, SYNC, VT)
-            if w != 0:
-                K.add_stat(h, K.ST_WAIT, w, SYNC)
-            if st == K.ST_FOUND:
-                return as_numpy_scalar(K.word_value(o[0], VT))
-            return None
+            return as_numpy_scalar(at_addr(a, MT).remove(k))  # None or a numpy scalar
 
         ns.update(get1=get1, contains1=contains1, insert1=insert1, remove1=remove1)
 
@@ -229,21 +194,7 @@ def _kernels(KW, VW, SW, SYNC, KT, VT):
 
             @numba.njit(**JIT)
             def add1(a, k, d):
-                DIGEST  # noqa: B018 (cache key, see above)
-                h = K.header_at(a)
-                key = (K.key_word(k, KT),)
-                dw = (K.value_word(d, VT),)
-                st, o, w = K.update(h, key, dw, OP_ADD, KW, VW, SW, SYNC, VT)
-                if w != 0:
-                    K.add_stat(h, K.ST_WAIT, w, SYNC)
-                if st == K.ST_OVERFLOW:
-                    raise OverflowError("add: the result does not fit the value dtype (value unchanged)")
-                if st == K.ST_NOMEM:
-                    raise MemoryError(_ERR_NOMEM)
-                if st == K.ST_FOUND:
-                    ok, nv = K.combine(OP_ADD, o, dw, VT)
-                    return as_numpy_scalar(K.word_value(nv[0], VT))
-                return as_numpy_scalar(K.word_value(dw[0], VT))
+                return as_numpy_scalar(at_addr(a, MT).add(k, d))
 
             ns["add1"] = add1
 
@@ -293,21 +244,37 @@ class _EntryPoints(dict):
 
 _NO_ENTRY = _EntryPoints(None)  # layouts without scalar kernels (records, complex, ...)
 
-
 _FAST_ERRORS = (TypeError, ValueError, OverflowError)
 
 
+def slots_for(capacity, max_load):
+    """log2 of the smallest power-of-two table whose growth threshold holds `capacity`."""
+    ml16 = max(1, int(max_load * 65536))
+    log2 = 0
+    while min((1 << log2) - 1, ((1 << log2) * ml16) >> 16) < capacity:
+        log2 += 1
+    return log2
+
+
 class SeqMap(CopyByContents):
-    """A concurrent hash map: lock-free seqlock reads, per-slot-locked writes, concurrent
-    growth. See ``API.md`` for the contract and ``_map_kernels`` for the protocol.
+    """A concurrent hash map: lock-free seqlock reads, per-slot-locked writes that reuse
+    freed slots, growth that every writing thread helps with. See the module docstring
+    for the layers and ``_map_kernels`` for the protocol.
 
     ``SeqMap(key_dtype, value_dtype, capacity=16, max_load=0.75)``: keys and values of any
-    fixed-size numpy dtype. ``capacity`` is the initial number of slots (rounded up to a
-    power of two); the map grows when ``max_load`` of the slots are used.
+    fixed-size numpy dtype. ``capacity`` is the number of entries the map holds before it
+    first grows; ``max_load`` (in [1/64, 0.99]) the share of the table's slots in use at
+    which it grows.
+
+    ``items()`` (and ``keys``, ``values``, ``to_pandas``, ``copy``, pickling) takes a
+    snapshot while other threads may write: each key present for the whole call appears
+    exactly once with a value it held during the call; a key inserted or removed during
+    the call may or may not appear; no key ever appears twice. (The copy reads the table
+    slot by slot, as any concurrent map's iteration does, not as of one instant.)
     """
 
     _SYNC = True
-    #: the largest capacity accepted (slots); beyond it is "absurd" (ValueError)
+    #: the largest capacity accepted (entries); beyond it is "absurd" (ValueError)
     MAX_CAPACITY = 1 << K.MAX_LOG2
 
     def __init__(self, key_dtype, value_dtype, capacity=16, max_load=0.75):
@@ -317,27 +284,30 @@ class SeqMap(CopyByContents):
             raise TypeError(f"capacity must be an integer, got {type(capacity).__name__} {capacity!r}")
         capacity = int(capacity)
         if capacity <= 0 or capacity > self.MAX_CAPACITY:
-            raise ValueError(f"capacity must be in 1 .. 2**{K.MAX_LOG2}, got {capacity}")
+            raise ValueError(f"capacity must be in 1 .. 2**{K.MAX_LOG2} entries, got {capacity}")
         max_load = check_max_load(max_load)
-        log2 = max(0, (capacity - 1).bit_length())
+        log2 = slots_for(capacity, max_load)
+        if log2 > K.MAX_LOG2:
+            raise ValueError(f"capacity {capacity} at max_load {max_load} needs 2**{log2} slots; "
+                             f"at most 2**{K.MAX_LOG2} are supported")
         self._kc, self._vc = kc, vc
         self._KW, self._VW = kc.nwords, vc.nwords
-        self._SW = K.slot_words(self._KW, self._VW)
+        self._SW = slot_words(self._KW, self._VW)
         self._max_load = max_load
         KT, VT = _nb_scalar(kc), _nb_scalar(vc)
         self._k = _kernels(self._KW, self._VW, self._SW, self._SYNC, KT, VT)
         base = np.zeros(K.H_WORDS, np.uint64)
         h = base[:]  # njit code holds this view; its death frees the buffers
         h[K.H_MAXLOAD] = max(1, int(max_load * 65536))
-        h[K.H_KW], h[K.H_VW], h[K.H_SW], h[K.H_SYNC] = self._KW, self._VW, self._SW, int(self._SYNC)
+        h[K.H_KW], h[K.H_VW], h[K.H_SW], h[L.H_SYNC] = self._KW, self._VW, self._SW, int(self._SYNC)
         if not self._k.init(h, 1 << log2, log2):
             raise MemoryError(f"could not allocate {(1 << log2) * self._SW * 8} bytes for {1 << log2} slots")
         self._h = h
         self._hdr_addr = int(h.ctypes.data)  # what njit code unboxes (see SeqMapType)
         self._finalizer = weakref.finalize(h, K.free_all, base)
-        self._info = np.zeros(8, np.int64)
         self._nbtype = SeqMapType(KT, VT, self._KW, self._VW, self._SW, self._SYNC, kc.dtype, vc.dtype)
         self._can_add = vc.kind in "iuf"
+        self._no_pause = np.array([np.uint64(2**64 - 1), 0], np.uint64)
         k = self._k
         self._get_ep = getattr(k, "get_ep", _NO_ENTRY)
         self._contains_ep = getattr(k, "contains_ep", _NO_ENTRY)
@@ -379,8 +349,8 @@ class SeqMap(CopyByContents):
         vw = self._vc.words(v)
         old = np.empty(self._VW, np.uint64)
         found = np.empty(1, np.bool_)
-        if self._k.insert_many(self._h, kw, vw, old, found) >= 0:
-            raise MemoryError(_ERR_NOMEM)
+        j, st = self._k.insert_many(self._h, kw, vw, old, found)
+        self._raise_batch(j, st, "insert")
         return self._vc.from_words(old) if found[0] else None
 
     def remove(self, k):
@@ -397,7 +367,8 @@ class SeqMap(CopyByContents):
         kw = self._kc.words(k)
         old = np.empty(self._VW, np.uint64)
         found = np.empty(1, np.bool_)
-        self._k.remove_many(self._h, kw, old, found)
+        j, st = self._k.remove_many(self._h, kw, old, found)
+        self._raise_batch(j, st, "remove")
         return self._vc.from_words(old) if found[0] else None
 
     def add(self, k, d):
@@ -420,7 +391,7 @@ class SeqMap(CopyByContents):
         if j >= 0:
             if st == K.ST_OVERFLOW:
                 raise OverflowError(f"add: {k!r} + {d!r} does not fit in {self._vc.dtype} (value unchanged)")
-            raise MemoryError(_ERR_NOMEM)
+            self._raise_batch(j, st, "add")
         return self._vc.from_words(new)
 
     def contains(self, k):
@@ -448,7 +419,8 @@ class SeqMap(CopyByContents):
         kw = self._kc.words(k)
         old = np.empty(self._VW, np.uint64)
         found = np.empty(1, np.bool_)
-        self._k.remove_many(self._h, kw, old, found)
+        j, st = self._k.remove_many(self._h, kw, old, found)
+        self._raise_batch(j, st, "del")
         if not found[0]:
             raise KeyError(k)
 
@@ -460,7 +432,7 @@ class SeqMap(CopyByContents):
 
     def __repr__(self):
         return (f"{type(self).__name__}({self._kc.dtype}, {self._vc.dtype}, len={len(self)}, "
-                f"capacity={self.capacity})")
+                f"capacity={self.capacity}, slots={self.slots})")
 
     # ------------------------------------------------------------ batch operations
     def _batch_keys(self, keys):
@@ -490,9 +462,8 @@ class SeqMap(CopyByContents):
         vw = self._batch_values(values, n, "values")
         old = np.empty(n * self._VW, np.uint64)
         found = np.empty(n, np.bool_)
-        j = self._k.insert_many(self._h, kw, vw, old, found)
-        if j >= 0:
-            raise MemoryError(f"insert_many: {_ERR_NOMEM}; the first {j} items were inserted")
+        j, st = self._k.insert_many(self._h, kw, vw, old, found)
+        self._raise_batch(j, st, "insert_many")
         return found
 
     def remove_many(self, keys):
@@ -500,7 +471,8 @@ class SeqMap(CopyByContents):
         _, kw, n = self._batch_keys(keys)
         old = np.empty(n * self._VW, np.uint64)
         found = np.empty(n, np.bool_)
-        self._k.remove_many(self._h, kw, old, found)
+        j, st = self._k.remove_many(self._h, kw, old, found)
+        self._raise_batch(j, st, "remove_many")
         return found
 
     def add_many(self, keys, deltas):
@@ -525,22 +497,40 @@ class SeqMap(CopyByContents):
         if st == K.ST_OVERFLOW:
             raise OverflowError(f"{what}: item {j} overflows the value dtype (its value unchanged; "
                                 f"{j} earlier items applied)")
+        if st == K.ST_MISUSE:
+            raise RuntimeError(_ERR_MISUSE)
         raise MemoryError(f"{what}: {_ERR_NOMEM}; {j} earlier items applied")
 
     # ------------------------------------------------------------ whole-map views
-    def _snapshot(self):
+    def _snapshot(self, pause=None):
         while True:
-            cap = self.capacity
-            kb = np.empty(cap * self._KW, np.uint64)
-            vb = np.empty(cap * self._VW, np.uint64)
-            pl = np.empty(cap, np.int64)
-            n = self._k.snapshot(self._h, kb, vb, pl)
+            slots = self.slots
+            kb = np.empty(slots * self._KW, np.uint64)
+            vb = np.empty(slots * self._VW, np.uint64)
+            pl = np.empty(slots, np.int64)
+            n = self._k.snapshot(self._h, kb, vb, pl, self._no_pause if pause is None else pause)
+            if n == -2:
+                raise RuntimeError(_ERR_MISUSE)
             if n >= 0:
-                return kb[: n * self._KW].reshape(n, self._KW), vb[: n * self._VW].reshape(n, self._VW), pl[:n]
+                break
+        kb = kb[: n * self._KW].reshape(n, self._KW)
+        vb = vb[: n * self._VW].reshape(n, self._VW)
+        pl = pl[:n]
+        if self._SYNC and n > 1:
+            # a key removed and inserted again while the copy ran can be read twice (the
+            # kernel's docstring): keep the first copy, so each key appears once
+            if self._KW == 1:
+                _, first = np.unique(kb[:, 0], return_index=True)
+            else:
+                _, first = np.unique(kb, axis=0, return_index=True)
+            if len(first) < n:
+                keep = np.sort(first)
+                kb, vb, pl = kb[keep], vb[keep], pl[keep]
+        return kb, vb, pl
 
     def items(self):
-        """A snapshot ``(keys, values)`` as arrays (each slot read consistently; under
-        concurrent writes, like any concurrent map iteration, not one atomic picture)."""
+        """A snapshot ``(keys, values)`` as arrays (see the class docstring for what it
+        holds under concurrent writes)."""
         kb, vb, _ = self._snapshot()
         return self._kc.words_array(kb), self._vc.words_array(vb)
 
@@ -580,23 +570,33 @@ class SeqMap(CopyByContents):
         return self._snapshot()[2].copy()
 
     def clear(self):
-        """Remove everything (a same-capacity rebuild: concurrent users simply continue on
-        the empty table)."""
-        if not self._k.clear(self._h):
+        """Remove everything (an empty table of the same size: concurrent users simply
+        continue on it)."""
+        r = self._k.clear(self._h)
+        if r == K.RS_MISUSE:
+            raise RuntimeError(_ERR_MISUSE)
+        if r != K.RS_DONE:
             raise MemoryError("clear: could not allocate the empty table (map unchanged)")
 
     # ------------------------------------------------------------ figures
     def _read_info(self):
-        out = np.empty(8, np.int64)
+        out = np.empty(10, np.int64)
         K.info(self._h, out)
         return out
 
     @property
     def capacity(self):
+        """Entries the map holds before it grows next (used slots, tombstones included)."""
+        return int(self._read_info()[8])
+
+    @property
+    def slots(self):
+        """Slots of the table behind the map (a power of two)."""
         return int(self._read_info()[0])
 
     @property
     def load_factor(self):
+        """Live entries per slot."""
         i = self._read_info()
         return int(i[2]) / int(i[0])
 
@@ -621,8 +621,8 @@ class SeqMap(CopyByContents):
         return len(self) == 0
 
     def memory_bytes(self):
-        """Bytes held now: every raw buffer (current and those kept for recycling, which
-        stale readers may still be reading) plus the header."""
+        """Bytes held now: every raw buffer (current, the target of a running resize, and
+        those kept for recycling, which stale readers may still be reading) plus the header."""
         return int(self._read_info()[3]) + self._h.nbytes
 
     def stats(self):
@@ -632,7 +632,8 @@ class SeqMap(CopyByContents):
             "read_retries": int(i[5]),
             "write_waits": int(i[6]),
             "resizes": int(i[4]),
-            "capacity": int(i[0]),
+            "capacity": int(i[8]),
+            "slots": int(i[0]),
             "len": int(i[2]),
             "tombstones": int(i[1] - i[2]),
             "memory_bytes": int(i[3]) + self._h.nbytes,
@@ -643,20 +644,22 @@ class SeqMap(CopyByContents):
         K.reset_stats(self._h)
 
     def _ctor_args(self):
-        return (self._kc.dtype, self._vc.dtype), dict(capacity=self.capacity, max_load=self._max_load)
+        return (self._kc.dtype, self._vc.dtype), dict(capacity=max(1, self.capacity), max_load=self._max_load)
 
     def _set_alloc_limit(self, nbytes):
         """Testing hook: refuse buffers larger than `nbytes` (0: no limit), so the
         MemoryError path can be exercised on any machine."""
-        self._h[K.H_ALLOC_LIMIT] = int(nbytes)
+        self._h[L.H_ALLOC_LIMIT] = int(nbytes)
 
 
 class PlainMap(SeqMap):
     """The same map and kernels with synchronisation compiled out (``SYNC=False``).
 
     Single-thread only: the speed reference for SeqMap (the cost of the seqlock is the
-    difference) and the negative control of the concurrency tests. Nothing stops several
-    threads from using it; they will lose updates and can duplicate keys.
+    difference) and the negative control of the concurrency tests. Threads that use it
+    at once lose updates and can duplicate keys; a resize (or a snapshot) that finds
+    another thread in the map, where a race could corrupt memory rather than data, raises
+    RuntimeError instead: a cheap check, made only there.
     """
 
     _SYNC = False
@@ -667,93 +670,34 @@ _MISSING = object()
 
 # --------------------------------------------------------------------------- numba type
 
-
-#: bump whenever the data model or the header layout change
-_LAYOUT_VERSION = 5
-
-
-def _methods_digest():
-    """The kernels' source digest folded with this file's bytes (where the njit methods
-    live): part of the type's name, so a cached user function that inlined an older
-    method body (get/contains/in are force-inlined) recompiles instead of running it."""
-    import hashlib
-
-    with open(__file__, "rb") as f:
-        d = hashlib.sha256(f.read())
-    d.update(K.SOURCE_DIGEST.to_bytes(8, "little"))
-    return d.hexdigest()[:12]
-
-
-_METHODS_DIGEST = _methods_digest()
-
 # The read methods below are compiled with LLVM's alwaysinline (numba's ``forceinline``):
 # as out-of-line calls they cost SeqMap ~1.5x in an njit get loop (a call through numba's
 # exception ABI per lookup, the Optional result on the stack), while PlainMap's smaller
-# body was inlined by LLVM anyway, so the comparison measured a call. numba's IR-level
-# ``inline="always"`` does the same for speed but tripled the compile time of a user
-# function calling them, and its SSA pass warns about the inlined loops. Writes are a
-# call to ``update`` either way (not force-inlined: its body is large).
+# body was inlined by LLVM anyway, so the comparison measured a call. Writes are a call
+# to ``update`` either way (not force-inlined: its body is large).
 _INLINE = {"forceinline": True}
 
 
-class SeqMapType(types.Type):
-    """numba type of a SeqMap/PlainMap, with the layout as parameters.
+class SeqMapType(AddrType):
+    """numba type of a SeqMap/PlainMap, with the layout as parameters (data model: the
+    header's address, see ``_nbext``)."""
 
-    The data model is one uint64: the address of the header array (``K.H_WORDS`` words),
-    rebuilt inside the methods into an unowned view (``K.header_at``). A model holding the
-    header *array* costs an incref/decref pair of its meminfo on every method call: two
-    atomic RMWs on one cache line that every thread shares, which both slows one thread
-    down and caps multi-thread scaling. Safe because the header lives as long as the map
-    (``SeqMap._h``; its death frees the buffers), which the caller of the njit function
-    keeps alive for the call; a map cannot be returned from or stored by njit code (there
-    is no boxing).
-    """
-
-    def __init__(self, KT, VT, KW, VW, SW, sync, kdt, vdt):
-        self.KT, self.VT, self.KW, self.VW, self.SW, self.sync = KT, VT, KW, VW, SW, sync
-        self.kdt, self.vdt = np.dtype(kdt), np.dtype(vdt)
+    def __init__(self, KT, VT, KW, VW, SW, sync, kdt=None, vdt=None):
+        self.KT, self.VT, self.KW, self.VW, self.SW, self.sync = KT, VT, KW, VW, SW, bool(sync)
+        kd = np.dtype(kdt) if kdt is not None else numba.np.numpy_support.as_dtype(KT)
+        vd = np.dtype(vdt) if vdt is not None else numba.np.numpy_support.as_dtype(VT)
+        self.kdt, self.vdt = kd, vd
         cls = "SeqMap" if sync else "PlainMap"
-        # the layout version and the methods' source digest are part of the type's key:
-        # numba's on-disk cache keys compiled functions by their argument types and the
-        # caller's source file only, so a change of this data model or of the code inlined
-        # into callers must change the type, or a cached caller would run the old one
-        super().__init__(name=f"{cls}[{self.kdt.descr}, {self.vdt.descr}]"
-                              f"(layout={_LAYOUT_VERSION}, src={_METHODS_DIGEST})")
+        super().__init__(f"{cls}[{kd.descr}, {vd.descr}]")
 
 
-@register_model(SeqMapType)
-class _SeqMapModel(models.StructModel):
-    def __init__(self, dmm, fe_type):
-        super().__init__(dmm, fe_type, [("hdr_addr", types.uint64)])
+register(SeqMap, SeqMapType)
 
-
-make_attribute_wrapper(SeqMapType, "hdr_addr", "hdr_addr")
 
 @overload_attribute(SeqMapType, "_header", inline="always")
 def _ov_header(m):
     """The header inside njit code, as an unowned uint64 view (no reference count)."""
-    return lambda m: K.header_at(m.hdr_addr)
-
-
-@typeof_impl.register(SeqMap)
-def _typeof_seqmap(val, c):
-    return val._nbtype
-
-
-@unbox(SeqMapType)
-def _unbox_seqmap(typ, obj, c):
-    # one int attribute: the header's address (see SeqMapType; HAZARDS 8)
-    st = cgutils.create_struct_proxy(typ)(c.context, c.builder)
-    is_error = cgutils.alloca_once_value(c.builder, cgutils.false_bit)
-    addr_obj = c.pyapi.object_getattr_string(obj, "_hdr_addr")
-    with c.builder.if_else(cgutils.is_not_null(c.builder, addr_obj)) as (ok, failed):
-        with ok:
-            st.hdr_addr = c.pyapi.long_as_ulonglong(addr_obj)
-            c.pyapi.decref(addr_obj)
-            c.builder.store(cgutils.is_not_null(c.builder, c.pyapi.err_occurred()), is_error)
-        with failed:  # AttributeError already set
-            c.builder.store(cgutils.true_bit, is_error)
-    return NativeValue(st._getvalue(), is_error=c.builder.load(is_error))
+    return lambda m: K.header_at(m.addr)
 
 
 def _scalar_layout(m, what):
@@ -770,17 +714,15 @@ def _ov_get(m, k, default=None):
     KT, VT, KW, VW, SW, SYNC = _scalar_layout(m, "get")
     if default is None or isinstance(default, (types.NoneType, types.Omitted)):
         def impl(m, k, default=None):
-            h = m._header
-            f, vals = K.lookup(h, (K.key_word(k, KT),), KW, VW, SW, SYNC)
+            f, vals = K.lookup(m._header, (typed_key_word(k, KT),), KW, VW, SW, SYNC)
             if f:
-                return K.word_value(vals[0], VT)
+                return word_scalar(vals[0], VT)
             return None
     else:
         def impl(m, k, default=None):
-            h = m._header
-            f, vals = K.lookup(h, (K.key_word(k, KT),), KW, VW, SW, SYNC)
+            f, vals = K.lookup(m._header, (typed_key_word(k, KT),), KW, VW, SW, SYNC)
             if f:
-                return K.word_value(vals[0], VT)
+                return word_scalar(vals[0], VT)
             return default
     return impl
 
@@ -790,8 +732,7 @@ def _ov_contains(m, k):
     KT, VT, KW, VW, SW, SYNC = _scalar_layout(m, "contains")
 
     def impl(m, k):
-        h = m._header
-        f, vals = K.lookup(h, (K.key_word(k, KT),), KW, VW, SW, SYNC)
+        f, vals = K.lookup(m._header, (typed_key_word(k, KT),), KW, VW, SW, SYNC)
         return f
 
     return impl
@@ -812,6 +753,23 @@ def _ov_len(m):
     return None
 
 
+def _raise_status(st):
+    """njit: the exception of an update status (no-op for ST_ABSENT / ST_FOUND)."""
+    raise NotImplementedError
+
+
+@overload(_raise_status, inline="always")
+def _ov_raise_status(st):
+    def impl(st):
+        if st == K.ST_NOMEM:
+            raise MemoryError(_ERR_NOMEM)
+        if st == K.ST_OVERFLOW:
+            raise OverflowError("add: the result does not fit the value dtype (value unchanged)")
+        if st == K.ST_MISUSE:
+            raise RuntimeError(_ERR_MISUSE)
+    return impl
+
+
 @overload_method(SeqMapType, "insert")
 def _ov_insert(m, k, v):
     KT, VT, KW, VW, SW, SYNC = _scalar_layout(m, "insert")
@@ -819,14 +777,13 @@ def _ov_insert(m, k, v):
 
     def impl(m, k, v):
         h = m._header
-        key = (K.key_word(k, KT),)
-        val = (K.value_word(v, VT),)
+        key = (typed_key_word(k, KT),)
+        val = (typed_value_word(v, VT),)  # both validated before anything is written
         st, o, w = K.update(h, key, val, OP_INSERT, KW, VW, SW, SYNC, VT)
         K.add_stat(h, K.ST_WAIT, w, SYNC)
-        if st == K.ST_NOMEM:
-            raise MemoryError(_ERR_NOMEM)
+        _raise_status(st)
         if st == K.ST_FOUND:
-            return K.word_value(o[0], VT)
+            return word_scalar(o[0], VT)
         return None
 
     return impl
@@ -839,10 +796,11 @@ def _ov_remove(m, k):
 
     def impl(m, k):
         h = m._header
-        st, o, w = K.update(h, (K.key_word(k, KT),), K.zero_words(VW), OP_REMOVE, KW, VW, SW, SYNC, VT)
+        st, o, w = K.update(h, (typed_key_word(k, KT),), zero_words(VW), OP_REMOVE, KW, VW, SW, SYNC, VT)
         K.add_stat(h, K.ST_WAIT, w, SYNC)
+        _raise_status(st)
         if st == K.ST_FOUND:
-            return K.word_value(o[0], VT)
+            return word_scalar(o[0], VT)
         return None
 
     return impl
@@ -857,17 +815,14 @@ def _ov_add(m, k, d):
 
     def impl(m, k, d):
         h = m._header
-        key = (K.key_word(k, KT),)
-        dw = (K.value_word(d, VT),)
+        key = (typed_key_word(k, KT),)
+        dw = (typed_value_word(d, VT),)
         st, o, w = K.update(h, key, dw, OP_ADD, KW, VW, SW, SYNC, VT)
         K.add_stat(h, K.ST_WAIT, w, SYNC)
-        if st == K.ST_OVERFLOW:
-            raise OverflowError("add: the result does not fit the value dtype (value unchanged)")
-        if st == K.ST_NOMEM:
-            raise MemoryError(_ERR_NOMEM)
+        _raise_status(st)
         if st == K.ST_FOUND:
-            ok, nv = K.combine(OP_ADD, o, dw, VT)
-            return K.word_value(nv[0], VT)
-        return K.word_value(dw[0], VT)
+            ok, nv = K.add_words(o, dw, VT)
+            return word_scalar(nv[0], VT)
+        return word_scalar(dw[0], VT)
 
     return impl

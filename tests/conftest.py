@@ -1,8 +1,38 @@
-"""Shared test helpers: a bounded thread runner with a start barrier."""
+"""Shared test helpers: a bounded thread runner with a start barrier; the cache guard of
+the test kernels."""
+import glob
 import os
 import threading
 
 import pytest
+
+import seqmap_nb._nbext as _nbext
+
+
+def _drop_stale_test_caches():
+    """Test kernels are cached (``cache=True``) and many call the package's kernels
+    directly, embedding their code; numba checks only the test file's timestamp. Drop the
+    tests' cache files whenever the package's sources changed (the package guards its own
+    caches the same way, see ``seqmap_nb._nbext``)."""
+    cache = os.path.join(os.path.dirname(os.path.abspath(__file__)), "__pycache__")
+    stamp = os.path.join(cache, "package-sources.sha256")
+    try:
+        with open(stamp) as f:
+            if f.read().strip() == _nbext.SOURCE_DIGEST:
+                return
+    except OSError:
+        pass
+    os.makedirs(cache, exist_ok=True)
+    for path in glob.glob(os.path.join(cache, "*.nb[ic]")):
+        try:
+            os.remove(path)
+        except OSError:
+            pass
+    with open(stamp, "w") as f:
+        f.write(_nbext.SOURCE_DIGEST)
+
+
+_drop_stale_test_caches()
 
 #: one knob to scale stress sizes down on slow machines (STYLE: crossbeam's stress tests)
 SCALE = float(os.environ.get("SEQMAP_NB_TEST_SCALE", "1"))

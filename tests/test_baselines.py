@@ -330,8 +330,9 @@ def test_cas_wraps_on_add_and_refuses_wrong_dtypes():
 def test_cas_full_table():
     from seqmap_nb.baselines.cas import MapFullError
 
-    m = new_map("cas", capacity=8)
-    m.insert_many(np.arange(1, 9), np.arange(1, 9))
+    m = new_map("cas", capacity=6)  # 6 entries at a load of 3/4: a table of 8 slots
+    assert m.slots == 8 and m.capacity == 6
+    m.insert_many(np.arange(1, 9), np.arange(1, 9))  # it takes more, until its slots are full
     assert len(m) == 8
     with pytest.raises(MapFullError):
         m.insert(100, 1)
@@ -350,8 +351,8 @@ def test_dashmap_grows_sheds_tombstones_and_spreads_keys():
     keys = np.arange(n, dtype=np.int64)
     m.insert_many(keys, keys)
     assert len(m) == n and m.stats()["resizes"] > 0
-    cap = m.capacity
-    assert n / cap <= 0.75
+    cap = m.slots
+    assert n / cap <= 0.75 and m.capacity >= n
     per_shard = [int(m._hdr[D.LINE_WORDS * (s + 1) + D.T.M_LIVE]) for s in range(8)]
     assert sum(per_shard) == n and min(per_shard) > n / 8 * 0.8  # high hash bits spread keys
     # churn at constant size: tombstones are cleaned by rebuilds and the table stops
@@ -363,7 +364,7 @@ def test_dashmap_grows_sheds_tombstones_and_spreads_keys():
         out, live = live[:2000], np.concatenate([live[2000:], live[:2000] + 10 * n])
         m.remove_many(out)
         m.insert_many(live[-2000:], live[-2000:])
-        caps.append(m.capacity)
+        caps.append(m.slots)
     assert len(m) == n and set(m.keys().tolist()) == set(live.tolist())
     assert caps[-1] <= 2 * cap and caps[10:] == [caps[-1]] * 10  # bounded, and stable
     pl = m.probe_lengths()
@@ -381,18 +382,21 @@ def test_global_lock_is_one_shard():
     assert len(m) == 1000 and m.get(999) == 999
 
 
-def test_hash_is_seqmaps():
-    """One hash for every table: the same keys land in the same home slots as in SeqMap."""
-    mk = pytest.importorskip("seqmap_nb._map_kernels")
-    from seqmap_nb._hash import mix64, mix_words
+def test_one_hash_for_every_table():
+    """``_hash`` is the only hash: SeqMap folds a key's words held in a tuple
+    (``hash_words``), the baselines' row kernels the same words in an array
+    (``mix_words``); both forms give the same value, so every table puts a key in the
+    same home slot."""
+    from seqmap_nb._hash import hash_words, mix64, mix_words
 
     @numba.njit
-    def both(w):
-        return mix64(w[0]), mix_words(w[0], w, 0, 3), mk.mix64((w[0],)), mk.mix64((w[0], w[1], w[2]))
+    def forms(w):
+        return (mix64(w[0]), hash_words((w[0],)), mix_words(w[0], w, 0, 1),
+                mix_words(w[0], w, 0, 3), hash_words((w[0], w[1], w[2])))
 
     for w in (np.array([0, 1, 2], np.uint64), np.array([2**64 - 1, 12345, 7], np.uint64)):
-        a, b, c, d = both(w)
-        assert a == c and b == d
+        a, b, c, d, e = forms(w)
+        assert a == b == c and d == e and d != a
 
 
 def test_stats_and_reset():

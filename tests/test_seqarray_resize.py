@@ -18,23 +18,11 @@ import numpy as np
 import pytest
 
 from conftest import run_threads, scaled
+from seqmap_nb import _array_kernels as A
+from seqmap_nb import _lifecycle as L
 from seqmap_nb._unsafe import atomic_fetch_add, atomic_load, monotonic_ns
-from seqmap_nb._seqlock import EMPTY, seq_state, unlock_unchanged
-from seqmap_nb.seqarray import (
-    B_CAP,
-    B_CLASSCAP,
-    CELLS,
-    H_ADDR,
-    H_STRIDE,
-    ST_OK,
-    TL_MOVED,
-    TL_OK,
-    TL_STALE,
-    SeqArray,
-    _locate,
-    _try_lock_at,
-    _view,
-)
+from seqmap_nb._seqlock import EMPTY, LOCKED, seq_state, try_lock, unlock_unchanged
+from seqmap_nb.seqarray import SeqArray
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -189,26 +177,26 @@ def _write_past(arr, lo, hi, stop):
 @numba.njit(nogil=True, cache=True)
 def _full_cells_past_the_end(hdr):
     """Internal invariant check: FULL cells between the capacity and the buffer's end."""
-    buf = _view(atomic_load(hdr, H_ADDR, "acquire"))
-    cap = numba.int64(atomic_load(buf, B_CAP, "acquire"))
+    buf = A.buf_view(atomic_load(hdr, L.H_BUF, "acquire"))
+    cap = numba.int64(atomic_load(buf, A.B_CAP, "acquire"))
     n = 0
-    for j in range(cap, numba.int64(buf[B_CLASSCAP])):
-        if seq_state(atomic_load(buf, CELLS + j * numba.int64(hdr[H_STRIDE]), "acquire")) != EMPTY:
+    for j in range(cap, numba.int64(buf[A.B_CLASSCAP])):
+        if seq_state(atomic_load(buf, A.CELLS0 + j * numba.int64(hdr[A.H_STRIDE]), "acquire")) != EMPTY:
             n += 1
     return n
 
 
 def test_no_write_lands_past_the_end_of_a_shrink():
-    """O4's generation check: a writer that checked the index against the capacity
-    before an in-place shrink must not write the cell after the shrink cleared it.
+    """A3's EPOCH check: a writer that checked the index against the capacity before a
+    shrink must not write the cell after the shrink moved the array on.
 
     Writers only target cells past the shrunk end. While the array is shrunk, no cell
-    past the end may become FULL again (the buffer invariant that makes an in-place grow
-    show fresh, uninitialised cells), and ``len`` stays the number of cells below the
-    end. A writer preempted between its capacity check and its lock is what the check
-    is for; with 8 writers on 2 cores that happens many times per run.
+    past the end may be FULL in the current buffer (so that a later grow shows fresh,
+    uninitialised cells), and ``len`` stays the number of cells below the end. A writer
+    preempted between its capacity check and its lock is what the check is for; with 8
+    writers on 2 cores that happens many times per run.
     """
-    small, big = 1100, 2048  # one size class: both resizes are in place
+    small, big = 1100, 2048  # one size class: the two buffers of the class take turns
     arr = SeqArray(np.int64, capacity=big)
     for i in range(small):
         arr.set(i, 0)
@@ -243,51 +231,51 @@ def test_no_write_lands_past_the_end_of_a_shrink():
     assert max(excess) == 0
 
 
-# ------------------------------------------------------------------ O4, step by step
-# A writer that located a cell (O1) and was then descheduled while a resize ran. The
-# two halves of its lock are run by hand around the resize: deterministic, where the
-# stress test above depends on the scheduler preempting a writer at the right moment.
+# ------------------------------------------------------------------ A3, step by step
+# A writer that did A1 (read the epoch and the buffer) and was then descheduled while a
+# resize ran. The two halves of its write are run by hand around the resize:
+# deterministic, where the stress test above depends on the scheduler preempting a
+# writer at the right moment.
 
 
 @numba.njit(cache=True)
-def _o1(hdr, i):
-    e, addr, buf, g, base, st = _locate(hdr, i, 2)
-    return addr, g, base, st
+def _a1(hdr):
+    e = atomic_load(hdr, L.H_EPOCH, "acquire")
+    return e, atomic_load(hdr, L.H_BUF, "acquire")
 
 
 @numba.njit(cache=True)
-def _o3_o4(addr, g, base):
-    """The rest of the stale writer's attempt; gives the cell back if it got it."""
-    buf = _view(addr)
-    s, outcome = _try_lock_at(buf, base, g)
-    if outcome == TL_OK:
-        unlock_unchanged(buf, base, s)
-    return outcome
+def _lock_and_check(hdr, e, addr, i):
+    """The rest of the stale writer's attempt at cell `i` (it gives the cell back either
+    way): 0 = locked and the EPOCH check passed (it would write), 1 = its CAS failed (the
+    cell changed under it), 2 = the EPOCH check sent it back."""
+    buf = A.buf_view(addr)
+    base = A.CELLS0 + i * numba.int64(hdr[A.H_STRIDE])
+    s = atomic_load(buf, base, "relaxed")
+    if (s & LOCKED) or not try_lock(buf, base, s, True):
+        return 1
+    ok = L.epoch_ok(hdr, e, True)
+    unlock_unchanged(buf, base, s, True)
+    return 0 if ok else 2
 
 
-def _located(arr, i):
-    addr, g, base, st = _o1(arr._hdr, i)
-    assert st == ST_OK
-    return addr, g, base
-
-
-def test_stale_writer_after_an_in_place_shrink_starts_over():
+def test_stale_writer_after_a_shrink_starts_over():
     arr = SeqArray(np.int64, capacity=64)
-    stale = _located(arr, 50)
-    assert _o3_o4(*stale) == TL_OK  # control: nothing happened in between
-    arr.resize(40)  # in place: cell 50 cleared, GEN moved on
-    assert _o3_o4(*stale) == TL_STALE
+    e, addr = _a1(arr._hdr)
+    assert _lock_and_check(arr._hdr, e, addr, 50) == 0  # control: nothing happened in between
+    arr.resize(40)
+    assert _lock_and_check(arr._hdr, e, addr, 50) == 2
 
 
 def test_stale_writer_on_a_recycled_buffer_starts_over():
     arr = SeqArray(np.int64, capacity=64)
     arr.set(10, 1)
-    stale = _located(arr, 10)
-    arr.resize(1000)  # the class-64 buffer is retired: its cells are MOVED
-    assert _o3_o4(*stale) == TL_MOVED
-    arr.resize(64)  # recycled: cells re-initialised (not MOVED), GEN moved on
-    assert arr.get(10) == 1
-    assert _o3_o4(*stale) == TL_STALE
+    e, addr = _a1(arr._hdr)
+    arr.resize(1000)  # the class-64 buffer is retired
+    assert _lock_and_check(arr._hdr, e, addr, 10) == 2
+    arr.resize(64)  # ... and recycled: its cells cleared under their locks, versions going on
+    assert arr.get(10) == 1 and _a1(arr._hdr)[1] == addr
+    assert _lock_and_check(arr._hdr, e, addr, 10) in (1, 2)
     arr.set(10, 2)  # the current writers are unaffected
     assert arr.get(10) == 2
 

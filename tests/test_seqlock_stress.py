@@ -2,8 +2,9 @@
 
 Two writer threads store ``x`` in all four u64 fields of a few SeqArray cells while two
 reader threads read them and check that the four fields are equal. The readers run the
-same kernel with ``sync=True`` (the seqlock read) or ``sync=False`` (plain loads, no
-sequence checks: the negative control). Every read overlaps the writers: readers wait
+same read (``_array_kernels.read_cell``, on ``_seqlock``: the one lock every structure
+uses) with ``SYNC=True`` (the seqlock read) or ``SYNC=False`` (plain loads, no sequence
+checks: the negative control). Every read overlaps the writers: readers wait
 for both writers to start, writers only stop once both readers are done (or at a time
 limit that bounds the test).
 """
@@ -14,7 +15,8 @@ import pytest
 from conftest import SCALE, run_threads, scaled
 from seqmap_nb._unsafe import atomic_fetch_add, atomic_load, backoff, monotonic_ns
 from seqmap_nb.config import JIT
-from seqmap_nb.seqarray import SeqArray, _read_words, _write_words
+from seqmap_nb._array_kernels import read_cell, write_cell
+from seqmap_nb.seqarray import SeqArray
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -36,14 +38,22 @@ def _writer(hdr, ncells, wid, ctl, deadline_ns):
         x += numba.uint64(2)  # writer 0 writes even values, writer 1 odd ones
         for k in range(4):
             src[k] = x
-        _write_words(hdr, numba.int64(x >> numba.uint64(1)) % ncells, src)
+        write_cell(hdr, numba.int64(x >> numba.uint64(1)) % ncells, src)
         writes += 1
         if (writes & 1023) == 0 and monotonic_ns() > deadline_ns:
             break
     return writes
 
 
-@numba.njit(**JIT)
+def _make_reader(SYNC):
+    @numba.njit(**JIT)
+    def reader(hdr, ncells, nreads, ctl, deadline_ns):
+        return _reader(hdr, ncells, nreads, ctl, SYNC, deadline_ns)
+
+    return reader
+
+
+@numba.njit(inline="always", **JIT)
 def _reader(hdr, ncells, nreads, ctl, sync, deadline_ns):
     """Read cells round robin; count reads whose four words differ.
 
@@ -58,7 +68,7 @@ def _reader(hdr, ncells, nreads, ctl, sync, deadline_ns):
     retries = 0
     i = 0
     while reads < nreads:
-        st, r = _read_words(hdr, i, out, sync)
+        st, r = read_cell(hdr, i, out, sync)
         retries += r
         if out[0] != out[1] or out[0] != out[2] or out[0] != out[3]:
             torn += 1
@@ -72,6 +82,9 @@ def _reader(hdr, ncells, nreads, ctl, sync, deadline_ns):
     return reads, torn, retries
 
 
+_READERS = {True: _make_reader(True), False: _make_reader(False)}
+
+
 def torn_read_run(sync, reads_per_reader, ncells=4, time_limit_s=30.0):
     """One run: 2 writers, 2 readers. Returns (reads, torn reads, writes, read retries)."""
     arr = SeqArray(REC4, capacity=ncells)
@@ -83,8 +96,8 @@ def torn_read_run(sync, reads_per_reader, ncells=4, time_limit_s=30.0):
     targets = [
         lambda: _writer(hdr, ncells, 0, ctl, deadline),
         lambda: _writer(hdr, ncells, 1, ctl, deadline),
-        lambda: _reader(hdr, ncells, reads_per_reader, ctl, sync, deadline),
-        lambda: _reader(hdr, ncells, reads_per_reader, ctl, sync, deadline),
+        lambda: _READERS[sync](hdr, ncells, reads_per_reader, ctl, deadline),
+        lambda: _READERS[sync](hdr, ncells, reads_per_reader, ctl, deadline),
     ]
     w0, w1, (r0, t0, q0), (r1, t1, q1) = run_threads(targets, timeout=time_limit_s + 60)
     final = arr.to_numpy().data

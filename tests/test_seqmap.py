@@ -62,14 +62,14 @@ def test_dict_style_api():
         del m[5]
     assert m.remove(0) == 3 and m.remove(0) is None
     assert m.add(9, 3) == 3 and m.add(9, 4) == 7
-    assert len(m) == 2 and m.capacity == 16
+    assert len(m) == 2 and m.capacity >= 16 and m.slots == 32  # capacity: entries before growth
     ks, vs = m.items()
     assert sorted(zip(ks.tolist(), vs.tolist())) == [(9, 7), (2**64 - 1, 2)]
     assert m.keys().dtype == np.uint64 and m.values().dtype == np.uint8
     df = m.to_pandas()
     assert list(df.columns) == ["key", "value"] and len(df) == 2
     m.clear()
-    assert len(m) == 0 and m.get(9) is None and m.capacity == 16
+    assert len(m) == 0 and m.get(9) is None and m.slots == 32  # clear keeps the table
     m.insert(9, 1)
     assert m[9] == 1
     assert m.bytes_per_slot == 32 and m.memory_bytes() > 16 * 32
@@ -261,8 +261,19 @@ def test_max_load_outside_the_supported_range_is_refused_not_clamped(name):
         assert m.get(1) == 2 and m.max_load == ok
 
 
-def test_capacity_rounds_up():
-    assert SeqMap(np.uint64, np.uint8, capacity=100).capacity == 128
+def test_capacity_is_entries_and_the_table_a_power_of_two():
+    """capacity = entries held before growing (as Rust's with_capacity); the table has
+    the smallest power of two of slots whose max_load share holds them."""
+    m = SeqMap(np.uint64, np.uint8, capacity=100)
+    assert m.slots == 256 and m.capacity == 192  # 128 slots hold only 96 at 0.75
+    m = SeqMap(np.uint64, np.uint8, capacity=96)
+    assert m.slots == 128 and m.capacity == 96
+    m = SeqMap(np.uint64, np.uint8, capacity=100, max_load=0.5)
+    assert m.slots == 256 and m.capacity == 128
+    keys = np.arange(96, dtype=np.uint64)
+    m = SeqMap(np.uint64, np.uint8, capacity=96)
+    m.insert_many(keys, np.ones(96, np.uint8))
+    assert m.slots == 128 and m.stats()["resizes"] == 0  # holds its capacity without growing
 
 
 def test_bad_keys_and_values_leave_the_map_unchanged():
@@ -317,14 +328,15 @@ def test_bad_keys_and_values_leave_the_map_unchanged():
 
 
 def test_memory_error_leaves_map_usable():
-    m = SeqMap(np.int64, np.int64, capacity=64)
-    m._set_alloc_limit(64 * 32 + 128)  # no buffer larger than the current one
+    m = SeqMap(np.int64, np.int64, capacity=48)
+    assert m.slots == 64
+    m._set_alloc_limit(m.memory_bytes() - m._h.nbytes)  # no buffer larger than the current one
     inserted = []
     with pytest.raises(MemoryError):
         for i in range(1000):
             m.insert(i, -i)
             inserted.append(i)
-    assert len(inserted) == 64 and m.capacity == 64  # growth failed silently until full
+    assert len(inserted) == 64 and m.slots == 64  # growth failed silently until full
     before = state(m)
     with pytest.raises(MemoryError):
         m.insert_many(np.array([5000, 5001]), np.array([1, 2]))
@@ -332,13 +344,13 @@ def test_memory_error_leaves_map_usable():
     assert all(m[i] == -i for i in inserted)
     assert m.insert(5, 7) == -5  # a full table still updates in place
     assert m.remove(3) == -3
-    with pytest.raises(MemoryError):  # tombstones are never reused: 3 is a new key now
-        m.insert(3, 7)
-    assert 3 not in m and len(m) == 63
+    assert m.insert(3, 7) is None  # ... and reuses a freed slot for a new key
+    with pytest.raises(MemoryError):
+        m.insert(9999, 1)
+    assert 9999 not in m and len(m) == 64 and m[3] == 7
     m._set_alloc_limit(0)
     m.insert(5000, 1)
-    m.insert(3, 7)
-    assert m.capacity > 64 and len(m) == 65 and m[3] == 7 and m[5] == 7
+    assert m.slots > 64 and len(m) == 65 and m[3] == 7 and m[5] == 7 and m[5000] == 1
 
 
 # ----------------------------------------------------------------- njit use
@@ -523,11 +535,11 @@ def test_buffers_freed_with_the_map():
 @pytest.mark.parametrize("load", [0.25, 0.5, 0.7])
 def test_probe_lengths_match_knuth(load):
     cap = 1 << 17
-    m = SeqMap(np.uint64, np.uint64, capacity=cap)
+    m = SeqMap(np.uint64, np.uint64, capacity=cap * 3 // 4)  # cap slots at max_load 0.75
     rng = np.random.default_rng(int(load * 100))
     keys = np.unique(rng.integers(0, 2**63, int(cap * load) + 1000, dtype=np.uint64))[: int(cap * load)]
     m.insert_many(keys, keys)
-    assert m.capacity == cap and len(m) == len(keys)
+    assert m.slots == cap and len(m) == len(keys)
     pl = m.probe_lengths()
     assert len(pl) == len(keys) and pl.min() == 1
     knuth = 0.5 * (1 + 1 / (1 - load))
@@ -538,7 +550,7 @@ def test_probe_lengths_match_knuth(load):
 def test_churn_keeps_probes_short(load):
     cap = 1 << 14
     live = int(cap * load)
-    m = SeqMap(np.uint64, np.uint64, capacity=cap)
+    m = SeqMap(np.uint64, np.uint64, capacity=cap * 3 // 4)  # cap slots
     rng = np.random.default_rng(3)
     stream = np.unique(rng.integers(0, 2**63, 12 * cap, dtype=np.uint64))
     rng.shuffle(stream)
@@ -560,8 +572,8 @@ def test_churn_keeps_probes_short(load):
     churned = m.probe_lengths().mean()
     fresh = SeqMap(np.uint64, np.uint64, capacity=m.capacity)
     fresh.insert_many(keys, keys)
-    assert fresh.capacity == m.capacity
+    assert fresh.slots == m.slots
     ratio = churned / fresh.probe_lengths().mean()
     assert ratio < 1.5, (churned, ratio, m.stats())
-    assert m.capacity <= 2 * cap  # rebuilt in place, not grown without bound
-    assert m.memory_bytes() < 4 * m.capacity * m.bytes_per_slot + 8192
+    assert m.slots <= 2 * cap  # rebuilt in place, not grown without bound
+    assert m.memory_bytes() < 4 * m.slots * m.bytes_per_slot + 65536

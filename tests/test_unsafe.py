@@ -37,6 +37,9 @@ from seqmap_nb._unsafe import (
     fence,
     monotonic_ns,
     prefetch,
+    lit,
+    plain_load,
+    plain_store,
     raw_alloc,
     raw_free,
     raw_words,
@@ -269,7 +272,7 @@ def _raw_roundtrip(n):
     for i in range(n):
         s += w[i]
     aligned = addr % 128 == 0
-    raw_free(addr)
+    raw_free(addr, n * 8)
     return s, zero, aligned
 
 
@@ -332,7 +335,7 @@ def test_large_raw_buffers_are_huge_page_aligned_and_advised():
     n = 8 * HUGE_PAGE
     small = _raw_alloc_free(HUGE_PAGE - 128, False)
     assert small % 128 == 0
-    _free(small)
+    _free(small, HUGE_PAGE - 128)
     mode = _thp_mode()
     before = _thp_fallbacks() if mode != "absent" else 0
     addr = _raw_alloc_free(n, True)
@@ -357,12 +360,58 @@ def test_large_raw_buffers_are_huge_page_aligned_and_advised():
             finally:
                 libc.free(ctypes.c_void_p(other))
     finally:
-        _free(addr)
+        _free(addr, n)
 
 
 @numba.njit(**JIT)
-def _free(addr):
-    raw_free(addr)
+def _free(addr, nbytes):
+    raw_free(addr, nbytes)
+
+
+def test_large_raw_buffers_are_mapped_lazily():
+    """A big buffer is reserved, not touched: its pages are the kernel's zero pages until
+    written, so allocating it costs no first-touch time and the threads that fill it pay
+    for the pages they fill (a resize's helpers share that cost)."""
+    n = 64 * HUGE_PAGE
+
+    def rss_kb():
+        with open("/proc/self/status") as f:
+            return next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
+
+    before = rss_kb()
+    addr = _raw_alloc_free(n, False)
+    try:
+        assert addr % HUGE_PAGE == 0
+        assert rss_kb() - before < n // 1024 // 4, "a 128 MiB buffer was touched at allocation"
+        assert _raw_roundtrip(1000)[1]  # and it reads as zeros (small buffers are zeroed)
+    finally:
+        _free(addr, n)
+
+
+def _lit_branch_store(SYNC):
+    @numba.njit(inline="always")
+    def put(words, i, v, SYNC):
+        if lit(SYNC):
+            atomic_store(words, i, v, "release")
+        else:
+            plain_store(words, i, v)
+
+    @numba.njit
+    def run(addr):
+        w = raw_words(addr, 8)
+        put(w, 2, numba.uint64(20), SYNC)
+        return plain_load(w, 2)
+
+    return run
+
+
+def test_plain_store_survives_a_literal_branch():
+    """numba 0.68 dropped a plain ``arr[i] = v`` inside a function branching on
+    ``lit(SYNC)`` when ``arr`` is a ``raw_words`` view (every unlock of PlainMap was lost);
+    the kernels' unsynchronised branches use plain_store, which must store."""
+    for sync in (True, False):
+        a = np.zeros(8, np.uint64)
+        assert _lit_branch_store(sync)(a.ctypes.data) == 20 and a[2] == 20
 
 
 @numba.njit(**JIT)

@@ -39,9 +39,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import _cacheguard
-
-_cacheguard.check()  # before any kernel module loads its cached code
 
 __all__ = ["MapSpec", "REGISTRY", "NEEDS", "get_spec", "make_map", "names"]
 

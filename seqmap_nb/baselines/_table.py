@@ -156,7 +156,7 @@ def rebuild(meta, b, sw, kw, new_cap, max_load_thresh_num):
         nb = i * numba.uint64(sw)
         for j in range(sw):
             new[nb + j] = old[base + j]
-    raw_free(meta[b + M_ADDR])
+    raw_free(meta[b + M_ADDR], numba.int64(old_cap * numba.uint64(sw)) * 8)
     meta[b + M_ADDR] = addr
     meta[b + M_CAP] = new_cap
     meta[b + M_USED] = meta[b + M_LIVE]

@@ -285,7 +285,7 @@ def alloc(hdr):
 @numba.njit(**JIT)
 def release(hdr):
     if hdr[H_ADDR] != 0:
-        raw_free(hdr[H_ADDR])
+        raw_free(hdr[H_ADDR], numba.int64(hdr[H_CAP]) * (SW * 8))
         hdr[H_ADDR] = 0
 
 
@@ -317,8 +317,10 @@ _OK_DTYPES = (np.dtype(np.int64), np.dtype(np.uint64))
 class CasMap(WordMap):
     """Lock-free fixed-capacity linear probing for 64-bit integer keys and values.
 
-    ``CasMap(key_dtype, value_dtype, capacity=1024)``: `capacity` is the number of slots
-    (rounded up to a power of two); it never grows. See the module docstring for what it
+    ``CasMap(key_dtype, value_dtype, capacity=1024)``: `capacity` is the number of entries
+    it is made for (as for every map here): the table has the smallest power of two of
+    slots that holds them at a load of 3/4 (``m.slots``), and it never grows; past its
+    slots it is full (``MapFullError``). See the module docstring for what it
     cannot do and why each step is correct.
     """
 
@@ -337,7 +339,8 @@ class CasMap(WordMap):
         if not 0 < capacity <= MAX_CAPACITY:
             raise ValueError(f"capacity must be in 1 .. {MAX_CAPACITY}, got {capacity}")
         self._setup(key_dtype, value_dtype)
-        cap = max(2, 1 << (int(capacity) - 1).bit_length())
+        want = -(-int(capacity) * 4 // 3)  # slots for `capacity` entries at a load of 3/4
+        cap = max(2, 1 << (want - 1).bit_length())
         hdr = np.zeros(HDR_WORDS, np.uint64)
         hdr[H_CAP] = cap
         if not alloc(hdr):
@@ -362,10 +365,19 @@ class CasMap(WordMap):
 
     @property
     def capacity(self):
+        """Entries the table is made for (3/4 of its slots; it takes more until full)."""
+        return self.slots * 3 // 4
+
+    @property
+    def slots(self):
         return int(self._hdr[H_CAP])
 
+    @property
+    def load_factor(self):
+        return len(self) / self.slots
+
     def memory_bytes(self):
-        return int(self._hdr.nbytes + self.capacity * self.bytes_per_slot)
+        return int(self._hdr.nbytes + self.slots * self.bytes_per_slot)
 
     def _raw_stats(self):
         return dict(read_retries=0, write_waits=int(total_waits(self._hdr)), resizes=0)

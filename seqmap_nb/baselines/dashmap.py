@@ -326,7 +326,7 @@ def free_buffers(hdr):
     for s in range(hdr[H_NSHARDS]):
         b = LINE_WORDS * (s + 1)
         if hdr[b + T.M_ADDR] != 0:
-            raw_free(hdr[b + T.M_ADDR])
+            raw_free(hdr[b + T.M_ADDR], numba.int64(hdr[b + T.M_CAP] * hdr[H_SW]) * 8)
             hdr[b + T.M_ADDR] = 0
 
 
@@ -406,8 +406,10 @@ class DashMap(WordMap):
     """A DashMap-style sharded map (see the module docstring for the design).
 
     ``DashMap(key_dtype, value_dtype, capacity=16, shards=None, max_load=0.75)``:
-    `capacity` is the initial number of slots over all shards (each shard gets a power of
-    two, at least 8); every shard grows by itself. Thread-safe from Python and from njit
+    `capacity` is the number of entries the map holds without growing (as for SeqMap and
+    Rust's ``DashMap::with_capacity``): each shard gets the smallest power of two of slots
+    (at least 8) whose ``max_load`` share holds its part of them; ``m.slots`` is the total.
+    Every shard grows by itself. Thread-safe from Python and from njit
     code; keys and values of any fixed-size dtype (records from Python and batch calls).
     """
 
@@ -424,8 +426,10 @@ class DashMap(WordMap):
             raise ValueError(f"shards must be a power of two in 1 .. 65536, got {shards!r}")
         self._setup(key_dtype, value_dtype)
         ns = int(ns)
-        per = max(MIN_SHARD_CAP, -(-int(capacity) // ns))
-        per = 1 << (per - 1).bit_length()
+        want = -(-int(capacity) // ns)  # entries per shard, rounded up
+        per = MIN_SHARD_CAP
+        while T.threshold_of(per, max_load) < want:
+            per *= 2
         sw = T.slot_words(self._kw, self._vw)
         hdr = np.zeros(LINE_WORDS * (1 + ns), np.uint64)
         hdr[H_NSHARDS] = ns
@@ -470,10 +474,20 @@ class DashMap(WordMap):
 
     @property
     def capacity(self):
+        """Entries the map holds before a shard grows (the shards' thresholds summed)."""
+        return int(sum(self._hdr[LINE_WORDS * (s + 1) + T.M_THRESH] for s in range(self.shards)))
+
+    @property
+    def slots(self):
+        """Slots of the shards' tables together."""
         return int(totals(self._hdr)[0])
 
+    @property
+    def load_factor(self):
+        return len(self) / self.slots
+
     def memory_bytes(self):
-        return int(self._hdr.nbytes + self.capacity * self.bytes_per_slot)
+        return int(self._hdr.nbytes + self.slots * self.bytes_per_slot)
 
     def _raw_stats(self):
         _, rz, rw, ww = totals(self._hdr)

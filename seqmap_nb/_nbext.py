@@ -1,0 +1,150 @@
+"""The one numba-extension layer of the package, and its one on-disk cache guard.
+
+Structures passed to njit code (SeqArray, SeqMap, the baselines' maps) are numba types
+whose data model is a single uint64, the address of the structure's header array;
+methods rebuild an unowned view of the header from it (``raw_words``). A model holding
+the header *array* would cost an incref/decref pair of its meminfo on every method call:
+two atomic read-modify-writes on one cache line that every thread shares, which slows one
+thread down and caps multi-thread scaling. The address is safe because the header lives
+as long as the Python object, which the caller of the njit function keeps alive for the
+call; a structure cannot be returned from or stored by njit code (there is no boxing).
+:func:`register` gives a Python class and its numba type the typeof hook, the model and
+the unboxer (one attribute read: ``_hdr_addr``), and :func:`at_addr` turns an address
+back into a structure inside njit code (the Python entry points call the same methods as
+user code does).
+
+The cache guard
+---------------
+numba's on-disk cache (``cache=True``) checks only the timestamp of the file a cached
+function is defined in. A kernel embeds the compiled code of every helper it calls from
+other files, so editing ``_seqlock.py`` would leave every cached kernel of the package
+running the old lock, silently. :func:`check_cache`, run when the package is imported
+(before any kernel module loads its cache), digests every source file of the package and,
+when the digest differs from the one recorded beside the cache files, deletes the
+package's cache files. User code that caches a function taking a structure embeds the
+inlined methods too: the digest is part of every structure type's name
+(:data:`SOURCE_DIGEST`), and numba keys cached functions by their argument types, so such
+a function recompiles instead of running stale code.
+"""
+import glob
+import hashlib
+import os
+
+from numba import types
+from numba.core import cgutils
+from numba.extending import (
+    NativeValue,
+    intrinsic,
+    make_attribute_wrapper,
+    models,
+    register_model,
+    typeof_impl,
+    unbox,
+)
+from numba.core.errors import TypingError
+
+_PKG = os.path.dirname(os.path.abspath(__file__))
+
+
+def _sources():
+    return sorted(glob.glob(os.path.join(_PKG, "*.py")) + glob.glob(os.path.join(_PKG, "baselines", "*.py")))
+
+
+def _digest():
+    d = hashlib.sha256()
+    for path in _sources():
+        try:
+            with open(path, "rb") as f:
+                d.update(os.path.relpath(path, _PKG).encode() + b"\0" + f.read())
+        except OSError:
+            pass
+    return d.hexdigest()
+
+
+#: a digest of every source file of the package (see the module docstring)
+SOURCE_DIGEST = _digest()
+
+
+def check_cache():
+    """Delete this package's ``*.nbi``/``*.nbc`` cache files if any source changed since
+    they were written (best effort: a read-only install simply keeps no cache here)."""
+    caches = [os.path.join(_PKG, "__pycache__"), os.path.join(_PKG, "baselines", "__pycache__")]
+    stamp = os.path.join(caches[0], "kernel-sources.sha256")
+    try:
+        with open(stamp) as f:
+            if f.read().strip() == SOURCE_DIGEST:
+                return
+    except OSError:
+        pass
+    try:
+        for cache in caches:
+            os.makedirs(cache, exist_ok=True)
+            for path in glob.glob(os.path.join(cache, "*.nb[ic]")):
+                try:
+                    os.remove(path)
+                except OSError:
+                    pass
+        with open(stamp, "w") as f:
+            f.write(SOURCE_DIGEST)
+    except OSError:
+        pass
+
+
+class AddrType(types.Type):
+    """Base of the structure types: the data model is the header's address (uint64).
+
+    Subclasses pass a name that says what they are; the source digest is appended, so a
+    change of the package's code changes every structure type (see the cache guard)."""
+
+    def __init__(self, name):
+        super().__init__(name=f"{name}(src={SOURCE_DIGEST[:12]})")
+
+
+class _AddrModel(models.StructModel):
+    def __init__(self, dmm, fe_type):
+        super().__init__(dmm, fe_type, [("addr", types.uint64)])
+
+
+def register(pycls, typecls):
+    """Make instances of `pycls` (with ``_nbtype``, an instance of `typecls`, and
+    ``_hdr_addr``) arguments of njit functions."""
+
+    @typeof_impl.register(pycls)
+    def _typeof(val, c):
+        return val._nbtype
+
+    register_model(typecls)(_AddrModel)
+    make_attribute_wrapper(typecls, "addr", "addr")
+
+    @unbox(typecls)
+    def _unbox(typ, obj, c):
+        st = cgutils.create_struct_proxy(typ)(c.context, c.builder)
+        is_error = cgutils.alloca_once_value(c.builder, cgutils.false_bit)
+        addr_obj = c.pyapi.object_getattr_string(obj, "_hdr_addr")
+        with c.builder.if_else(cgutils.is_not_null(c.builder, addr_obj)) as (ok, failed):
+            with ok:
+                st.addr = c.pyapi.long_as_ulonglong(addr_obj)
+                c.pyapi.decref(addr_obj)
+                c.builder.store(cgutils.is_not_null(c.builder, c.pyapi.err_occurred()), is_error)
+            with failed:  # AttributeError already set
+                c.builder.store(cgutils.true_bit, is_error)
+        return NativeValue(st._getvalue(), is_error=c.builder.load(is_error))
+
+    return typecls
+
+
+@intrinsic
+def at_addr(typingctx, addr, T):
+    """njit: the structure of type ``T`` (a type reference) whose header is at `addr`."""
+    if not (isinstance(T, types.TypeRef) and isinstance(T.instance_type, AddrType)):
+        raise TypingError(f"at_addr: expects a structure type, got {T}")
+    if not isinstance(addr, types.Integer):
+        raise TypingError(f"at_addr: the address must be an integer, got {addr}")
+    ty = T.instance_type
+
+    def codegen(context, builder, sig, args):
+        st = cgutils.create_struct_proxy(ty)(context, builder)
+        st.addr = context.cast(builder, args[0], addr, types.uint64)
+        return st._getvalue()
+
+    return ty(addr, T), codegen
