@@ -4,7 +4,8 @@ This comment is the argument for why a concurrent ``get`` never sees a wrong val
 key is ever present twice although freed slots are reused, and why nothing that returned
 is lost across resizes that every writing thread helps to carry out. The same kernels
 serve ``SeqMap`` (``SYNC=True``) and ``PlainMap`` (``SYNC=False``: every sequence check,
-lock and fence compiled out; one thread only; the speed reference).
+lock and fence compiled out; one thread only; the speed reference); two more levels
+exist for the duplicate-key test alone (see ``WIDE_GUARDED``).
 
 Layout
 ======
@@ -19,7 +20,7 @@ A buffer is raw memory (``_unsafe.raw_alloc``; never freed while the map lives, 
 operation can ever touch freed memory, and no numba array references it)::
 
     +- line 0 -+- lines 1..16: 16 stripes -+- slots ------------------------+- counters -+- chunks -+
-    | NBYTES CAP MASK LOG2 GROW TLIM ... | COUNT_k (one line each)   | seq|key|val| seq|key|val| ... | one per 8  | one per  |
+    | NBYTES CAP MASK LOG2 GROW STEP ... | COUNT_k (one line each)   | seq|key|val| seq|key|val| ... | one per 8  | one per  |
     |                                    | k = slot index % 16        |                                 | slots      | 512 slots|
     +------------------------------------+---------------------------+---------------------------------+------------+----------+
       slot = seq word + KW key words + VW value words, padded (``_codec.slot_words``:
@@ -214,7 +215,9 @@ from ._unsafe import (
     plain_store,
     prefetch,
     raw_words,
+    sched_yield,
     store_words,
+    thread_pointer,
     zero_words,
 )
 from .config import JIT, LINE_WORDS
@@ -227,7 +230,12 @@ H_MAXLOAD = L.H_OWN0  # max_load as a 16.16 fixed-point fraction
 H_KW = L.H_OWN0 + 1
 H_VW = L.H_OWN0 + 2
 H_SW = L.H_OWN0 + 3
-NSTRIPES = 16
+STRIPE_LOG2 = 4
+NSTRIPES = 1 << STRIPE_LOG2
+#: a writer sums the stripes each time its stripe's used count passes a multiple of
+#: growth threshold / 2**STEP_DIV_LOG2: with T threads the table passes its threshold by
+#: at most T such steps (0.1% each) before a job starts
+STEP_DIV_LOG2 = 10
 H_STATS = L.LIFE_WORDS  # stripe k: line H_STATS + k*LINE_WORDS: READ_RETRIES, WRITE_WAITS
 ST_RETRY = 0
 ST_WAIT = 1
@@ -238,7 +246,7 @@ B_CAP = 1
 B_MASK = 2
 B_LOG2 = 3
 B_GROW = 4
-B_TLIM = 5
+B_STEPSH = 5  # log2 of the used-count step at which a writer sums the stripes (W5)
 B_NCHUNKS = 6
 B_CTRS = 7  # word offset of the insert counters
 B_CHUNKS = 8  # word offset of the chunk states
@@ -250,6 +258,16 @@ CLEAR_LOG2 = 12  # slots per clear chunk: 4096
 #: keys ahead whose home slot a batch call prefetches
 BATCH_PREFETCH = 8
 MAX_LOG2 = 35  # 2**35 slots (1 TiB of u64/u64 slots): "absurd" above; a stripe then counts < 2**31
+
+# SYNC levels (a compile-time literal): 0 (False) PlainMap, everything unsynchronised;
+# 1 (True) SeqMap. Two more exist for the duplicate-key test alone, never for use: both
+# yield the CPU between an insert's probe and its lock (the moment at which a writer
+# preempted on an oversubscribed machine lets others change the chain under it, made to
+# happen often instead of once in millions), WIDE_GUARDED (3) with the insert counters,
+# WIDE_UNGUARDED (2) without them: the negative control, whose reused slots then receive
+# a key twice (tests/test_seqmap_concurrency.py)
+WIDE_UNGUARDED = 2
+WIDE_GUARDED = 3
 
 # operation codes and statuses
 OP_INSERT = 0
@@ -273,16 +291,13 @@ RS_DONE = 0
 RS_NOMEM = 1
 RS_OTHER = 2  # nothing to do, or another job ran meanwhile
 RS_MISUSE = 3
-#: tables whose growth threshold is below this check the exact stripe sum on every
-#: insert of a new key; larger ones only when the bumped stripe nears its fair share
-#: (the load can then pass max_load by a few entries before the job starts)
-EXACT_BELOW = NSTRIPES * NSTRIPES
 
 U_LOCKED = _U(LOCKED)
 U_EMPTY = _U(EMPTY)
 U_FULL = _U(FULL)
 U_TOMB = _U(TOMBSTONE)
 _LOW32 = _U(0xFFFFFFFF)
+_GOLD = _U(0x9E3779B97F4A7C15)  # 2**64 / golden ratio: a multiplicative hash of the thread pointer
 COUNT_INSERT = _U(1)
 COUNT_REMOVE = _U((1 << 32) - 1)  # live - 1, tombstones + 1 (by the carry)
 COUNT_REUSE = _U((1 - (1 << 32)) % (1 << 64))  # live + 1, tombstones - 1
@@ -353,7 +368,10 @@ def new_buffer(h, cap, log2, SW):
     w[B_MASK] = cap - 1
     w[B_LOG2] = log2
     w[B_GROW] = _grow_of(h, cap)
-    w[B_TLIM] = cap >> 3
+    sh = 0
+    while (_grow_of(h, cap) >> STEP_DIV_LOG2) >> (sh + 1) > 0:
+        sh += 1
+    w[B_STEPSH] = sh
     w[B_NCHUNKS] = nchunks
     w[B_CTRS] = ctr
     w[B_CHUNKS] = ctr + ngroups
@@ -394,52 +412,58 @@ def epoch_changed(h, e, SYNC):
 
 @njit(inline="always", **JIT)
 def _counts(w):
-    """(used, live) of a packed COUNT word: used = live + tombstones."""
+    """(used, live) of a COUNT total: used = live + tombstones."""
     live = numba.int64(w & _LOW32)
     return live + numba.int64(w >> _U(32)), live
 
 
 @njit(inline="always", **JIT)
-def _stripe_count(words, k, SYNC):
-    if lit(SYNC):
-        return _counts(atomic_load(words, BS0 + k * LINE_WORDS, "relaxed"))
-    return _counts(plain_load(words, BS0 + k * LINE_WORDS))
-
-
-@njit(inline="always", **JIT)
 def sum_counts(words, SYNC):
-    """(used, live) of a buffer: the sum of its stripes."""
-    used = 0
-    live = 0
+    """(used, live) of a buffer. The stripes are summed as raw words before the halves
+    are taken apart: a thread's stripe can count more removes than inserts (it removed
+    keys that other threads inserted), so its live half alone can go below zero and
+    borrow from its tombstone half; the sum of all stripes is the exact packed total."""
+    total = _U(0)
     for k in range(NSTRIPES):
-        u, lv = _stripe_count(words, k, SYNC)
-        used += u
-        live += lv
-    return used, live
+        if lit(SYNC):
+            total += atomic_load(words, BS0 + k * LINE_WORDS, "relaxed")
+        else:
+            total += plain_load(words, BS0 + k * LINE_WORDS)
+    return _counts(total)
 
 
 @njit(inline="always", **JIT)
-def _count(words, i, delta, SYNC):
-    """Add `delta` to the COUNT of slot `i`'s stripe (its slot is locked)."""
-    off = BS0 + (i & (NSTRIPES - 1)) * LINE_WORDS
+def _count(words, delta, claim, SYNC):
+    """Add `delta` to a COUNT of this buffer: the stripe of the calling thread, so that two
+    threads writing at once count on two lines, not on one line that every write of every
+    thread would pull over (the sum is the same). `claim`: the write took an EMPTY slot;
+    then the stripe's claim tally goes up, and True comes back each `step` claims (the
+    buffer's step): time to check the total against the growth threshold (W5). The tally
+    is a plain load and store, not an atomic add: two threads sharing a stripe may lose a
+    claim of it, which only delays a check a little; the counts themselves are exact."""
     if lit(SYNC):
+        k = numba.int64((thread_pointer() * _GOLD) >> _U(64 - STRIPE_LOG2))
+        off = BS0 + k * LINE_WORDS
         atomic_fetch_add(words, off, delta, "relaxed")  # ordered by the slot lock around it
-    else:
-        plain_store(words, off, plain_load(words, off) + delta)
+        if claim:
+            c = atomic_load(words, off + 1, "relaxed") + _U(1)
+            atomic_store(words, off + 1, c, "relaxed")
+            return (c & ((_U(1) << _U(words[B_STEPSH])) - _U(1))) == 0
+        return False
+    off = BS0
+    plain_store(words, off, plain_load(words, off) + delta)
+    if claim:
+        c = plain_load(words, off + 1) + _U(1)
+        plain_store(words, off + 1, c)
+        return (c & ((_U(1) << _U(words[B_STEPSH])) - _U(1))) == 0
+    return False
 
 
 @njit(inline="always", **JIT)
-def _over_threshold(words, i, SYNC):
-    """W5: cheap test of slot `i`'s stripe first (fair share of the thresholds), exact sum after."""
-    grow = numba.int64(words[B_GROW])
-    tlim = numba.int64(words[B_TLIM])
-    u, lv = _stripe_count(words, i & (NSTRIPES - 1), SYNC)
-    # below 7/8 of its share this stripe is not where the excess is; small tables always sum
-    if (grow >= EXACT_BELOW and u * NSTRIPES <= grow - (grow >> 3)
-            and (u - lv) * NSTRIPES <= tlim - (tlim >> 3)):
-        return False
+def _over_grow(words, SYNC):
+    """W5: used (live + tombstones) past the growth threshold."""
     used, live = sum_counts(words, SYNC)
-    return used > grow or used - live > tlim
+    return used > numba.int64(words[B_GROW])
 
 
 @njit(inline="always", **JIT)
@@ -628,6 +652,24 @@ def lookup_many(h, keys, out, found, KW, VW, SW, SYNC):
 # ------------------------------------------------------------------ W2-W4: a write in one buffer
 
 
+@njit(inline="always", **JIT)
+def _guarded(SYNC):
+    """The insert counters are in use: SeqMap (1) and the test level WIDE_GUARDED (3)."""
+    return lit(SYNC) == 1 or lit(SYNC) == WIDE_GUARDED
+
+
+@njit(inline="always", **JIT)
+def _counter_at(words, home, KW, VW, SW):
+    """Word index of the insert counter of home slot `home`. Where a slot has a padding
+    word (u64/u64: seq, key, value, pad), the counter is the home slot's own padding word,
+    on the line the probe loads first anyway (a counter array costs inserts a second
+    cache miss); other layouts count per group of 8 homes in the counter array."""
+    if lit(SW) > 1 + lit(KW) + lit(VW):
+        return _slot(home, SW) + 1 + lit(KW) + lit(VW)
+    return numba.int64(words[B_CTRS]) + (home >> GROUP_LOG2)
+
+
+
 def combine(op, old, arg, VT):
     """njit: (ok, new value words) of an update of `old` by `arg`: insert stores `arg`,
     add stores ``old + arg`` (``_codec.add_words``). `op` is a compile-time constant, so
@@ -648,15 +690,16 @@ def _ov_combine(op, old, arg, VT):
 @njit(inline="always", **JIT)
 def _write_in(h, w, e, hv, key, arg, OP, KW, VW, SW, SYNC, VT):
     """W2-W4 in the buffer at `w` found at epoch `e`. Returns (status, old value words,
-    waits, slot index); status _RESTART (start over at G1) or _NOROOM as well."""
+    waits, check): status _RESTART (start over at G1) or _NOROOM as well; check is 1 when
+    an insert took an EMPTY slot and its stripe passed a step (time for W5's sum)."""
     kw = lit(KW)
     op = lit(OP)
     words = buf_view(w)
     mask = _mask(words)
     i = hv & mask
-    g = numba.int64(words[B_CTRS]) + (i >> GROUP_LOG2)
+    g = _counter_at(words, i, KW, VW, SW)
     c0 = _U(0)
-    if lit(SYNC) and op != OP_REMOVE:
+    if _guarded(SYNC) and op != OP_REMOVE:
         c0 = atomic_load(words, g, "acquire")  # W1: before the probe (see "never twice")
     old = zero_words(VW)
     waits = 0
@@ -689,22 +732,22 @@ def _write_in(h, w, e, hv, key, arg, OP, KW, VW, SW, SYNC, VT):
                 free_s = s
         elif load_data(words, b + 1, KW, SYNC) == key:  # FULL with our key: W3
             if not try_lock(words, b, s, SYNC):  # changed since observed: start over
-                return _RESTART, old, waits + 1, i
+                return _RESTART, old, waits + 1, 0
             if not L.epoch_ok(h, e, SYNC):
                 unlock_unchanged(words, b, s, SYNC)
-                return _RESTART, old, waits + 1, i
+                return _RESTART, old, waits + 1, 0
             old = load_data(words, b + 1 + kw, VW, False)  # we hold the lock
             if op == OP_REMOVE:
-                _count(words, i, COUNT_REMOVE, SYNC)  # live - 1, tombstones + 1
+                _count(words, COUNT_REMOVE, False, SYNC)  # live - 1, tombstones + 1
                 unlock(words, b, seq_next(s, TOMBSTONE), SYNC)
-                return ST_FOUND, old, waits, i
+                return ST_FOUND, old, waits, 0
             ok, new = combine(OP, old, arg, VT)
             if not ok:
                 unlock_unchanged(words, b, s, SYNC)  # nothing written: restore the exact word
-                return ST_OVERFLOW, old, waits, i
+                return ST_OVERFLOW, old, waits, 0
             store_data(words, b + 1 + kw, new, SYNC)
             unlock(words, b, seq_next(s, FULL), SYNC)
-            return ST_FOUND, old, waits, i
+            return ST_FOUND, old, waits, 0
         i = (i + 1) & mask
         n += 1
         step = 0
@@ -713,27 +756,30 @@ def _write_in(h, w, e, hv, key, arg, OP, KW, VW, SW, SYNC, VT):
         if lit(SYNC):
             fence("acquire")  # G3 for the miss: the probe's loads come before the EPOCH load
             if not L.epoch_ok(h, e, SYNC):
-                return _RESTART, old, waits, i  # the miss may have been read in a stale buffer
-        return ST_ABSENT, old, waits, i
+                return _RESTART, old, waits, 0  # the miss may have been read in a stale buffer
+        return ST_ABSENT, old, waits, 0
     if free_b < 0:
-        return _NOROOM, old, waits, i
+        return _NOROOM, old, waits, 0
+    if lit(SYNC) == WIDE_GUARDED or lit(SYNC) == WIDE_UNGUARDED:
+        for _ in range(3):
+            sched_yield()  # (test levels only, see above)
     if not try_lock(words, free_b, free_s, SYNC):
-        return _RESTART, old, waits + 1, free_i
+        return _RESTART, old, waits + 1, 0
     if not L.epoch_ok(h, e, SYNC):
         unlock_unchanged(words, free_b, free_s, SYNC)
-        return _RESTART, old, waits + 1, free_i
-    if lit(SYNC):
+        return _RESTART, old, waits + 1, 0
+    if _guarded(SYNC):
         if atomic_cas(words, g, c0, c0 + _U(1), "acq_rel") != c0:  # another new key from our homes
             unlock_unchanged(words, free_b, free_s, SYNC)
-            return _RESTART, old, waits + 1, free_i
+            return _RESTART, old, waits + 1, 0
     store_data(words, free_b + 1, key, SYNC)
     store_data(words, free_b + 1 + kw, arg, SYNC)  # insert: the value; add: the delta
     if seq_state(free_s) == U_TOMB:
-        _count(words, free_i, COUNT_REUSE, SYNC)
+        check = _count(words, COUNT_REUSE, False, SYNC)  # used unchanged: no check
     else:
-        _count(words, free_i, COUNT_INSERT, SYNC)
+        check = _count(words, COUNT_INSERT, True, SYNC)
     unlock(words, free_b, seq_next(free_s, FULL), SYNC)
-    return ST_ABSENT, old, waits, free_i
+    return ST_ABSENT, old, waits, numba.int64(check)
 
 
 @njit(**JIT)
@@ -756,7 +802,7 @@ def update(h, key, arg, OP, KW, VW, SW, SYNC, VT):
             waits += help_move(h, e, KW, VW, SW)
             waits += ensure_chain(h, e, o, hv, key, KW, VW, SW)
             w = n
-        st, old, wt, i = _write_in(h, w, e, hv, key, arg, OP, KW, VW, SW, SYNC, VT)
+        st, old, wt, check = _write_in(h, w, e, hv, key, arg, OP, KW, VW, SW, SYNC, VT)
         waits += wt
         if st == _RESTART:
             step = backoff(step)
@@ -769,10 +815,9 @@ def update(h, key, arg, OP, KW, VW, SW, SYNC, VT):
                 return ST_MISUSE, old, waits
             continue
         if (e & _U(1)) == 0 and w == o:  # W5 (a write in NEXT leaves thresholds to NEXT's turn)
-            if (st == ST_ABSENT and OP != OP_REMOVE) or (st == ST_FOUND and OP == OP_REMOVE):
-                if _over_threshold(buf_view(w), i, SYNC):
-                    if start_job(h, e, MODE_GROW, KW, VW, SW, SYNC) == RS_MISUSE:
-                        return ST_MISUSE, old, waits
+            if check and _over_grow(buf_view(w), SYNC):
+                if start_job(h, e, MODE_GROW, KW, VW, SW, SYNC) == RS_MISUSE:
+                    return ST_MISUSE, old, waits
             if lit(SYNC) and L.job(h) == L.JOB_CLEAR:
                 help_clear(h, e, SW)
         return st, old, waits
@@ -822,7 +867,7 @@ def start_job(h, e, mode, KW, VW, SW, SYNC):
     olog2 = numba.int64(ow[B_LOG2])
     grow = numba.int64(ow[B_GROW])
     used, live = sum_counts(ow, SYNC)
-    if mode == MODE_GROW and used <= grow and used - live <= numba.int64(ow[B_TLIM]):
+    if mode == MODE_GROW and used <= grow:
         L.end(h)
         return RS_OTHER
     ncap = ocap
@@ -846,6 +891,7 @@ def start_job(h, e, mode, KW, VW, SW, SYNC):
     nw = buf_view(naddr)
     for k in range(NSTRIPES):  # NEXT counts what is placed or written into it
         atomic_store(nw, BS0 + k * LINE_WORDS, 0, "relaxed")
+        atomic_store(nw, BS0 + k * LINE_WORDS + 1, 0, "relaxed")
     nmove = 0 if mode == MODE_CLEAR else numba.int64(ow[B_NCHUNKS])
     L.init_chunks(ow, _chunk_off(ow), numba.int64(ow[B_NCHUNKS]), e + _U(1))
     if recycled:
@@ -925,7 +971,7 @@ def place(nw, key, vals, KW, SW, SYNC):
             if try_lock(nw, b, s, SYNC):
                 store_data(nw, b + 1, key, SYNC)
                 store_data(nw, b + 1 + kw, vals, SYNC)
-                _count(nw, i, COUNT_INSERT, SYNC)
+                _count(nw, COUNT_INSERT, False, SYNC)
                 unlock(nw, b, seq_next(s, FULL), SYNC)
                 return
             continue  # claimed by another: read it again

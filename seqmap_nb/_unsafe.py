@@ -296,6 +296,21 @@ def backoff(step):
     return step
 
 
+@intrinsic
+def thread_pointer(typingctx):
+    """The calling thread's thread pointer (``llvm.thread.pointer``: ``%fs:0`` on x86-64
+    Linux, ``tpidr_el0`` on aarch64) as uint64: one register read, and a value no two
+    live threads share. Kernels use it to spread counters over lines by thread."""
+    sig = types.uint64()
+
+    def codegen(context, builder, signature, args):
+        fnty = ir.FunctionType(ir.IntType(8).as_pointer(), [])
+        fn = cgutils.get_or_insert_function(builder.module, fnty, "llvm.thread.pointer")
+        return builder.ptrtoint(builder.call(fn, []), ir.IntType(64))
+
+    return sig, codegen
+
+
 # --------------------------------------------------------------------------- clocks
 
 
@@ -348,10 +363,10 @@ def load_words(typingctx, arr, start, n, atomic):
     (the data copy of a seqlock read: plain loads there could be merged, split or hoisted
     out of the retry loop by the compiler). `n` and `atomic` are compile-time constants."""
     _check_words("load_words", arr)
-    if not isinstance(n, types.IntegerLiteral) or not isinstance(atomic, types.BooleanLiteral):
+    if not isinstance(n, types.IntegerLiteral) or not isinstance(atomic, (types.BooleanLiteral, types.IntegerLiteral)):
         raise TypingError("load_words: n and atomic must be compile-time constants")
     N = n.literal_value
-    at = atomic.literal_value
+    at = bool(atomic.literal_value)
     tupty = types.UniTuple(types.uint64, N)
     sig = tupty(arr, start, n, atomic)
 
@@ -379,10 +394,10 @@ def store_words(typingctx, arr, start, tup, atomic):
     _check_words("store_words", arr)
     if not (isinstance(tup, types.UniTuple) and tup.dtype == types.uint64):
         raise TypingError(f"store_words: expected a tuple of uint64 words, got {tup}")
-    if not isinstance(atomic, types.BooleanLiteral):
+    if not isinstance(atomic, (types.BooleanLiteral, types.IntegerLiteral)):
         raise TypingError("store_words: atomic must be a compile-time constant")
     N = tup.count
-    at = atomic.literal_value
+    at = bool(atomic.literal_value)
     sig = types.void(arr, start, tup, atomic)
 
     def codegen(context, builder, signature, args):

@@ -502,7 +502,7 @@ class SeqMap(CopyByContents):
         raise MemoryError(f"{what}: {_ERR_NOMEM}; {j} earlier items applied")
 
     # ------------------------------------------------------------ whole-map views
-    def _snapshot(self, pause=None):
+    def _snapshot(self, pause=None, dedupe=True):
         while True:
             slots = self.slots
             kb = np.empty(slots * self._KW, np.uint64)
@@ -516,7 +516,7 @@ class SeqMap(CopyByContents):
         kb = kb[: n * self._KW].reshape(n, self._KW)
         vb = vb[: n * self._VW].reshape(n, self._VW)
         pl = pl[:n]
-        if self._SYNC and n > 1:
+        if dedupe and self._SYNC and n > 1:
             # a key removed and inserted again while the copy ran can be read twice (the
             # kernel's docstring): keep the first copy, so each key appears once
             if self._KW == 1:
@@ -683,11 +683,11 @@ class SeqMapType(AddrType):
     header's address, see ``_nbext``)."""
 
     def __init__(self, KT, VT, KW, VW, SW, sync, kdt=None, vdt=None):
-        self.KT, self.VT, self.KW, self.VW, self.SW, self.sync = KT, VT, KW, VW, SW, bool(sync)
+        self.KT, self.VT, self.KW, self.VW, self.SW, self.sync = KT, VT, KW, VW, SW, int(sync)
         kd = np.dtype(kdt) if kdt is not None else numba.np.numpy_support.as_dtype(KT)
         vd = np.dtype(vdt) if vdt is not None else numba.np.numpy_support.as_dtype(VT)
         self.kdt, self.vdt = kd, vd
-        cls = "SeqMap" if sync else "PlainMap"
+        cls = {0: "PlainMap", 1: "SeqMap", 2: "SeqMapWideUnguarded", 3: "SeqMapWideGuarded"}[int(sync)]
         super().__init__(f"{cls}[{kd.descr}, {vd.descr}]")
 
 

@@ -2,6 +2,8 @@
 against Knuth, churn, memory errors. (Model-based tests: test_seqmap_model.py; threads:
 test_seqmap_concurrency.py.)"""
 import re
+import threading
+import time
 
 import numba
 import numpy as np
@@ -577,3 +579,66 @@ def test_churn_keeps_probes_short(load):
     assert ratio < 1.5, (churned, ratio, m.stats())
     assert m.slots <= 2 * cap  # rebuilt in place, not grown without bound
     assert m.memory_bytes() < 4 * m.slots * m.bytes_per_slot + 65536
+
+
+# ----------------------------------------------------------------- items() under concurrent writes
+
+
+def _same_home_keys(m, n, home):
+    """`n` uint64 keys whose home slot in `m`'s table is `home`."""
+    from seqmap_nb._hash import hash_words
+
+    @numba.njit(cache=True)
+    def find(n, home, mask):
+        out = np.empty(n, np.uint64)
+        j = 0
+        k = np.uint64(1)
+        while j < n:
+            if (hash_words((k,)) & np.uint64(mask)) == np.uint64(home):
+                out[j] = k
+                j += 1
+            k += np.uint64(1)
+        return out
+
+    return find(n, home, m.slots - 1)
+
+
+def test_items_lists_a_key_once_when_it_moves_during_the_copy():
+    """A key removed and inserted again while the copy runs can be read at its old slot
+    (before the remove) and at its new one (after the insert). Made to happen at a chosen
+    moment: the copy pauses (a test hook of the snapshot kernel) after it read the first
+    slots of a chain of keys with one home; the key at the head of the chain is removed,
+    another key takes its freed slot, and the key goes back in at the end of the chain,
+    past the pause. Without the de-duplication of the snapshot (``dedupe=False``) the raw
+    copy holds it twice; items() holds every key once."""
+    m = SeqMap(np.uint64, np.uint64, capacity=768)  # 1024 slots
+    home = 100
+    k = _same_home_keys(m, 7, home)
+    m.insert_many(k[:6], k[:6] * np.uint64(10))  # slots home .. home+5, in this order
+    pause_at = home + 3  # the copy has read k0 .. k2 when it stops
+
+    def run(dedupe):
+        pause = np.array([pause_at, 0], np.uint64)
+        out = {}
+        t = threading.Thread(target=lambda: out.update(r=m._snapshot(pause, dedupe=dedupe)), daemon=True)
+        t.start()
+        deadline = time.monotonic() + 20
+        while pause[1] != 1:
+            assert time.monotonic() < deadline, "the copy never reached the pause"
+            time.sleep(0.001)
+        m.remove(k[0])  # slot `home` becomes a tombstone ...
+        m.insert(k[6], 1)  # ... which a new key of the same home takes
+        m.insert(k[0], 2)  # k0 again: the chain's first free slot is home+6, past the pause
+        pause[1] = 2
+        t.join(20)
+        assert not t.is_alive()
+        m.remove(k[0])  # back to k0 .. k5 at home .. home+5 for the next run
+        m.remove(k[6])
+        m.insert(k[0], k[0] * np.uint64(10))
+        assert m._snapshot()[0].shape[0] == 6
+        return out["r"][0][:, 0]
+
+    raw = run(dedupe=False)
+    assert np.count_nonzero(raw == k[0]) == 2  # the race happened: read before and after it moved
+    keys = run(dedupe=True)  # the same moves on the same chain (run() put it back)
+    assert np.count_nonzero(keys == k[0]) == 1 and len(np.unique(keys)) == len(keys)
