@@ -1143,8 +1143,8 @@ def default_figures(df, probe_df=None, baseline="dashmap"):
         figs["max_stall_vs_threads"] = max_stall_vs_threads(df)
     if "workload" in df.columns:
         grow = df[df["workload"] == "grow"]
-        # a chart against entries needs some map measured at several sizes
-        if len(grow) and (grow.groupby("map")["ops"].nunique() >= 2).any() \
+        # a chart against entries needs some map measured at several sizes per thread count
+        if len(grow) and (grow.groupby(["map", "threads"])["ops"].nunique() >= 2).any() \
                 and grow["max_stall_ns"].notna().any():
             figs["growth"] = growth(df)
     if "load_factor" in df.columns and df["load_factor"].notna().any():
