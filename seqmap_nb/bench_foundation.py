@@ -236,7 +236,7 @@ def _metadata():
 def add_arguments(p):
     """The command's options (shared by ``seqmap-nb foundation`` and ``python -m``)."""
     p.add_argument("--quick", action="store_true",
-                   help="small sizes: a smoke run of a few seconds (the ratios are then rough)")
+                   help="small sizes: a smoke run (the ratios are then rough)")
     p.add_argument("--json", metavar="PATH", help="also write every figure as JSON to PATH")
     return p
 
@@ -244,8 +244,8 @@ def add_arguments(p):
 def parser(prog="seqmap-nb foundation"):
     return add_arguments(argparse.ArgumentParser(
         prog=prog, description=__doc__.split("\n\n")[0],
-        epilog="Full size takes about half a minute on two cores (plus compilation on a "
-               "first run); every figure is the median of several repetitions."))
+        epilog="Full size takes a few seconds on a 2-core VM (about 7 s on a first run, "
+               "compilation included); every figure is the median of several repetitions."))
 
 
 def run(quick=False):

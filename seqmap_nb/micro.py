@@ -129,8 +129,8 @@ def parser(prog="seqmap-nb micro"):
     return add_arguments(argparse.ArgumentParser(
         prog=prog, description=__doc__.split("\n\n")[0],
         epilog="Prints one table: per figure the best and median ns per op, then each ratio "
-               "with its goal. Takes about a minute at the default size (plus compilation "
-               "on a first run); --n 100000 --reps 3 is a quick look."))
+               "with its goal. At the default size about 10 s on a 2-core VM, about 30 s on a "
+               "first run (compilation); --n 100000 --reps 3 is a quick look."))
 
 
 def main(argv=None):
