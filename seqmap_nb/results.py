@@ -321,7 +321,7 @@ def check_schema(df, where="frame"):
                          f"this seqmap_nb's schema version {SCHEMA_VERSION} (it reads "
                          f"{list(READABLE_VERSIONS)}); re-run the benchmark or load it with the "
                          "seqmap_nb version that wrote it")
-    if len(versions) == 1 and pd.to_numeric(df["schema_version"], errors="coerce").isna().any():
+    if pd.to_numeric(df["schema_version"], errors="coerce").isna().any():
         raise ValueError(f"{where}: some rows have no schema_version")
 
 

@@ -726,6 +726,10 @@ def test_results_of_schema_1_still_load(tmp_path):
     assert math.isnan(both.iloc[0]["max_stall_ns"]) and both.iloc[1]["max_stall_ns"] > 0
     assert both.iloc[0]["lat_below_res"] == ""
     assert set(results.DOCS) == set(results.COLUMNS)  # every column is documented
+    holey = pd.concat([df.assign(schema_version=1), df, df], ignore_index=True)
+    holey.loc[2, "schema_version"] = math.nan  # versions 1 and 2, and a row without one
+    with pytest.raises(ValueError, match="some rows have no schema_version"):
+        results.concat([holey])
 
 
 def test_null_rows_survive_a_csv_round_trip(tmp_path):
