@@ -14,7 +14,9 @@ Reading the charts
    is the whole spread, nothing is hidden). Every chart says so on itself, with the number
    of repetitions, in a line above the footnote, and decodes the mix after a workload's
    name, e.g. ``read_heavy (98/1/1/0/0)``: % read / insert / remove / update / upsert.
-   The ``null`` map (the harness alone) is a grey dotted reference line. Runs whose final state failed verification
+   The ``null`` map (the harness alone) is a grey dotted reference line in the ns/op chart
+   (the floor: what the harness itself spends per op); the other charts leave it out
+   unless asked for by name (``maps=[..., "null"]``). Runs whose final state failed verification
    (``verified == False``) are dropped with a warning and counted in the footnote: a
    benchmark of a wrong map is worthless.
 2. Each map has one colour and marker in every chart (:data:`MAP_STYLES`, Okabe-Ito
@@ -441,6 +443,11 @@ def _facets(df, cols):
     return [(title, sub) for _, title, sub in sorted(out, key=order)]
 
 
+def _threads_text(n):
+    n = int(n)
+    return f"{n} thread{'' if n == 1 else 's'}"
+
+
 def _facet_title(values, sub):
     parts = []
     for col, v in values.items():
@@ -448,7 +455,7 @@ def _facet_title(values, sub):
             mix = _mix_label(sub["mix"].iloc[0]) if "mix" in sub.columns else ""
             parts.append(f"{v}" + (f" ({mix})" if mix and v != "custom" else ""))
         elif col == "threads":
-            parts.append(f"{int(v)} threads")
+            parts.append(_threads_text(v))
         elif col == "keys":
             parts.append(f"{v} keys")
         elif col == "load_factor":
@@ -554,11 +561,17 @@ def _metric_vs(df, x, y, facet_cols, title, what, logy="auto", xaxis="linear", b
     return fig
 
 
-def _prepare(df, cols, what, workloads=None, maps=None):
+def _prepare(df, cols, what, workloads=None, maps=None, references=False):
+    """Checked, verified rows of the workloads and maps asked for. Reference maps (null)
+    are left out unless `references` or named in `maps`: on a throughput or latency axis
+    the harness alone (hundreds of Mop/s, a few ns) squeezes the maps into a corner; the
+    ns/op chart keeps it as the floor."""
     _require(df, ["map"] + cols, what)
     df = _verified_only(df, what)
     if "workload" in df.columns:
         df = _select(df, "workload", workloads, what)
+    if maps is None and not references:
+        df = df[~df["map"].astype(str).isin(REFERENCE_MAPS)]
     df = _select(df, "map", maps, what)
     if df.empty:
         raise ValueError(f"{what}: nothing to plot (no verified rows)")
@@ -591,9 +604,12 @@ def ns_per_op_vs_threads(df, workloads=None, maps=None, logy="auto"):
     """Mean time per operation per thread (ns/op, bustle's "latency") against thread count.
 
     ns_per_op = seconds · 1e9 · threads / ops: flat lines mean perfect scaling, rising lines
-    mean the threads get in each other's way (or, right of the core line, share CPUs).
+    mean the threads get in each other's way (or, right of the core line, share CPUs). The
+    null map, where the frame has it, is the floor: what the harness itself spends per op.
+    The other charts leave it out unless named in `maps`.
     """
-    df = _prepare(df, ["threads", "ns_per_op"], "ns_per_op_vs_threads", workloads, maps)
+    df = _prepare(df, ["threads", "ns_per_op"], "ns_per_op_vs_threads", workloads, maps,
+                  references=True)
     return _metric_vs(_thread_sweep_rows(df), "threads", "ns_per_op", ["workload"],
                       "Mean time per op vs threads", "ns_per_op_vs_threads", logy=logy,
                       xaxis="threads")
@@ -867,7 +883,7 @@ def latency_percentiles(df, workloads=None, maps=None, threads=None):
             names = {-math.log10(1 - p / 100.0): f"p{p:g}" for _, p in _PCTS}
             ax.xaxis.set_major_formatter(FuncFormatter(
                 lambda v, _: min(names.items(), key=lambda kv: abs(kv[0] - v))[1]))
-            ax.set_title(f"{ftitle} · {int(threads)} threads")
+            ax.set_title(f"{ftitle} · {_threads_text(threads)}")
             ax.set_xlabel("percentile")
             ax.set_ylabel("latency per op (ns, sampled)")
         what = f"every {every[0]}th op" if len(every) == 1 else "sampled ops"

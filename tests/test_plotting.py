@@ -305,7 +305,7 @@ def test_latency_percentiles():
     assert np.allclose(seq.get_ydata(), [1e3 / 60, 1e4 / 60, 1e5 / 60])
     assert [t.get_text() for t in ax.get_xticklabels()] == ["p50", "p99", "p99.9"]
     one = P.latency_percentiles(thread_frame(), threads=1)
-    assert "1 threads" in panels(one)[0].get_title()
+    assert panels(one)[0].get_title().endswith("· 1 thread")
     with pytest.raises(ValueError, match="sampled latencies"):
         P.latency_percentiles(thread_frame(maps=("seqmap",)).assign(p50_ns=np.nan))
 
@@ -445,12 +445,16 @@ def test_every_chart_says_what_its_band_is_and_what_the_mix_codes_mean():
 
 def test_null_map_is_a_grey_dotted_reference_and_no_contestant():
     df = pd.concat([thread_frame(maps=("seqmap", "dashmap")),
-                    thread_frame(maps=("seqmap",)).assign(map="null", mops=500.0)],
+                    thread_frame(maps=("seqmap",)).assign(map="null", mops=500.0, ns_per_op=2.0)],
                    ignore_index=True)
-    ax = panels(P.throughput_vs_threads(df))[0]
+    ax = panels(P.ns_per_op_vs_threads(df))[0]  # the floor under every map's ns/op
     (line,) = series(ax, "null")
     assert line.get_linestyle() == ":" and matplotlib.colors.to_hex(line.get_color()) == "#8c8c8c"
     assert series(ax, "seqmap")[0].get_linestyle() == "-"
+    assert "null (grey, dotted): the harness alone" in _reading(ax.figure)
+    # on a throughput axis it would squeeze the maps into a corner: out, unless named
+    assert not series(panels(P.throughput_vs_threads(df))[0], "null")
+    assert series(panels(P.throughput_vs_threads(df, maps=["seqmap", "null"]))[0], "null")
     assert "null" not in P.ratio_table(df).columns
     assert set(P.round_ratios(df)["map"]) == {"seqmap"}
 
@@ -532,7 +536,7 @@ def test_growth_chart_throughput_and_stall_against_entries():
     assert len(axes) == 4  # two thread counts, two rows each
     tops = [ax for ax in axes if ax.get_title()]
     bottoms = [ax for ax in axes if not ax.get_title()]
-    assert [ax.get_title() for ax in tops] == ["1 threads", "2 threads"]
+    assert [ax.get_title() for ax in tops] == ["1 thread", "2 threads"]
     top, bottom = tops[0], bottoms[0]
     assert "Mop/s" in top.get_ylabel() and "stall" in bottom.get_ylabel()
     (seq,) = series(bottom, "seqmap")
