@@ -65,7 +65,7 @@ EXPECTED_TIMES = dict(
     full_cold="about 3.5 min",
     full_warm="about 2.5 min",
     tests_cold="about 6.5 min",
-    tests_warm="about 4.5 min",
+    tests_warm="about 2.5 min",
 )
 
 
