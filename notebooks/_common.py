@@ -9,12 +9,21 @@ Quick mode
 
 Recorded results
     ``data/<name>/results.csv`` (written by ``seqmap-nb bench --out data/<name>`` or
-    ``seqmap_nb.results.save``), one row per run with provenance on every row. With
-    ``USE_RECORDED = True`` a notebook renders the newest recording instead of measuring;
-    when none exists it measures now and says so.
+    ``seqmap_nb.results.save``), one row per run with provenance on every row. A notebook
+    names the recording it renders (``results_or_run(run, "default_sweep_2core")``) and
+    prints which file it read, with its machine, commit, date and digest; it never picks
+    one by file time (after a clone, file times are checkout order). When the named
+    recording is missing, or ``USE_RECORDED = False``, it measures now and says so.
+
+    ``seqmap-nb notebooks`` executes the notebooks against the recordings and stores with
+    each the digests of the files it read (``SEQMAP_NB_MANIFEST``: this module appends one
+    line per file loaded); ``seqmap-nb notebooks --record`` (``SEQMAP_NB_RECORD=1``)
+    re-measures the recordings a notebook owns (``owner=True``) and writes them first.
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import re
 import warnings
@@ -24,11 +33,19 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-QUICK = os.environ.get("SEQMAP_NB_QUICK", "").strip().lower() in ("1", "true", "yes", "on")
+
+def _flag(name, default=""):
+    return os.environ.get(name, default).strip().lower() in ("1", "true", "yes", "on")
+
+
+QUICK = _flag("SEQMAP_NB_QUICK")
+#: re-measure the recordings a notebook owns and write them (seqmap-nb notebooks --record)
+RECORD = _flag("SEQMAP_NB_RECORD") and not QUICK
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO / "data"
-#: progress bars for sweeps: useful on long full-mode sweeps, noise in quick mode
-PROGRESS = not QUICK
+#: progress bars for sweeps: useful on long full-mode sweeps, noise in quick mode and in
+#: executed notebooks that are committed (SEQMAP_NB_PROGRESS=0)
+PROGRESS = _flag("SEQMAP_NB_PROGRESS", "0" if QUICK else "1")
 
 # Points a map cannot run are listed once per sweep by skipped() below, in a shorter form.
 warnings.filterwarnings("ignore", message="sweep: skipped", category=RuntimeWarning)
@@ -51,10 +68,10 @@ def mode_line():
             if QUICK else "full mode: real study sizes")
 
 
-def recorded_files(filename="results.csv", data_dir=None):
-    """data/*/<filename>, newest first."""
+def recordings(filename="results.csv", data_dir=None):
+    """Names of the recordings under data/ (folders holding `filename`), sorted by name."""
     d = Path(data_dir) if data_dir is not None else DATA
-    return sorted(d.glob(f"*/{filename}"), key=lambda p: p.stat().st_mtime, reverse=True)
+    return sorted(p.parent.name for p in d.glob(f"*/{filename}"))
 
 
 def load(paths):
@@ -67,18 +84,66 @@ def load(paths):
     return results.load(*paths)
 
 
-def results_or_run(run, filename="results.csv", use_recorded=True, data_dir=None):
-    """The newest recording of `filename` under data/ when asked for (never in quick mode),
-    else the frame `run()` measures now."""
-    if use_recorded and not QUICK:
-        files = recorded_files(filename, data_dir)
-        if files:
-            df = load(files[:1])
-            where = files[0].relative_to(REPO) if files[0].is_relative_to(REPO) else files[0]
-            machine = ", ".join(map(str, df["machine"].unique())) if "machine" in df else "?"
-            print(f"recorded results: {where} ({len(df)} runs on {machine})")
-            return df
-        print(f"no recording data/*/{filename}: measuring now")
+def _note_read(path):
+    """Tell seqmap-nb notebooks which recording this execution rendered."""
+    manifest = os.environ.get("SEQMAP_NB_MANIFEST")
+    if manifest:
+        with open(manifest, "a", encoding="utf-8") as f:
+            f.write(json.dumps({"path": str(Path(path).resolve())}) + "\n")
+
+
+def describe(df, path):
+    """One paragraph: which file, what it holds, where and when it was measured."""
+    p = Path(path)
+    where = p.relative_to(REPO) if p.is_relative_to(REPO) else p
+    digest = hashlib.sha256(p.read_bytes()).hexdigest()[:12]
+
+    def few(col, fmt=str, limit=4):
+        if col not in df:
+            return "?"
+        vals = [fmt(v) for v in pd.unique(df[col].dropna()) if str(v) not in ("", "nan")]
+        return ", ".join(map(str, vals[:limit])) + (f" (+{len(vals) - limit})" if len(vals) > limit else "")
+
+    days = sorted({str(t)[:10] for t in df.get("utc_time", []) if str(t)})
+    threads = sorted(int(t) for t in pd.unique(df["threads"].dropna())) if "threads" in df else []
+    return (f"recorded results: {where} (sha256 {digest}): {len(df)} runs; maps {few('map', limit=8)}; "
+            f"workloads {few('workload', limit=6)}"
+            + (f"; threads {','.join(map(str, threads))}" if threads else "")
+            + f"; machine {few('machine')}; commit {few('git_commit', lambda c: str(c)[:10])}; "
+            f"{(days[0] if len(days) == 1 else f'{days[0]}..{days[-1]}') if days else '?'} UTC")
+
+
+def results_or_run(run, recording, filename="results.csv", use_recorded=True, owner=False,
+                   data_dir=None):
+    """The frame of recording data/<recording>/<filename>, or the one `run()` measures now.
+
+    Quick mode always measures. With `use_recorded` the named recording is read (and
+    described); when it is missing the notebook measures now and says so. `owner`: this
+    notebook's `run` is how the recording is made, so ``seqmap-nb notebooks --record``
+    (``SEQMAP_NB_RECORD=1``) measures it and writes it there first.
+    """
+    if not isinstance(recording, str) or not recording or "/" in recording or recording.startswith("."):
+        raise ValueError(f"recording: the name of a folder under data/, got {recording!r}")
+    d = Path(data_dir) if data_dir is not None else DATA
+    path = d / recording / filename
+    if QUICK:
+        return run()
+    if RECORD and owner:
+        df = run()
+        from seqmap_nb import results
+
+        results.save(df, path.parent)
+        print(f"recorded now into {path.relative_to(REPO) if path.is_relative_to(REPO) else path}")
+        _note_read(path)
+        return df
+    if use_recorded and path.exists():
+        df = load([path])
+        print(describe(df, path))
+        _note_read(path)
+        return df
+    if use_recorded:
+        print(f"no recording {path.relative_to(REPO) if path.is_relative_to(REPO) else path}: measuring now"
+              + (" (seqmap-nb notebooks --record writes it)" if owner else ""))
     return run()
 
 

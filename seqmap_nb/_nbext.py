@@ -46,33 +46,35 @@ from numba.core.errors import TypingError
 _PKG = os.path.dirname(os.path.abspath(__file__))
 
 
-def _sources():
-    return sorted(glob.glob(os.path.join(_PKG, "*.py")) + glob.glob(os.path.join(_PKG, "baselines", "*.py")))
+def _sources(root):
+    return sorted(glob.glob(os.path.join(root, "*.py")) + glob.glob(os.path.join(root, "baselines", "*.py")))
 
 
-def _digest():
+def _digest(root):
     d = hashlib.sha256()
-    for path in _sources():
+    for path in _sources(root):
         try:
             with open(path, "rb") as f:
-                d.update(os.path.relpath(path, _PKG).encode() + b"\0" + f.read())
+                d.update(os.path.relpath(path, root).encode() + b"\0" + f.read())
         except OSError:
             pass
     return d.hexdigest()
 
 
 #: a digest of every source file of the package (see the module docstring)
-SOURCE_DIGEST = _digest()
+SOURCE_DIGEST = _digest(_PKG)
 
 
-def check_cache():
-    """Delete this package's ``*.nbi``/``*.nbc`` cache files if any source changed since
-    they were written (best effort: a read-only install simply keeps no cache here)."""
-    caches = [os.path.join(_PKG, "__pycache__"), os.path.join(_PKG, "baselines", "__pycache__")]
+def check_cache(root=_PKG):
+    """Delete the package's ``*.nbi``/``*.nbc`` cache files (in `root` and its
+    ``baselines``) if any source changed since they were written (best effort: a
+    read-only install simply keeps no cache here)."""
+    digest = SOURCE_DIGEST if root == _PKG else _digest(root)
+    caches = [os.path.join(root, "__pycache__"), os.path.join(root, "baselines", "__pycache__")]
     stamp = os.path.join(caches[0], "kernel-sources.sha256")
     try:
         with open(stamp) as f:
-            if f.read().strip() == SOURCE_DIGEST:
+            if f.read().strip() == digest:
                 return
     except OSError:
         pass
@@ -85,7 +87,7 @@ def check_cache():
                 except OSError:
                     pass
         with open(stamp, "w") as f:
-            f.write(SOURCE_DIGEST)
+            f.write(digest)
     except OSError:
         pass
 

@@ -1,6 +1,7 @@
 """Foundation benchmarks: false sharing made visible, and what a seqlocked cell costs.
 
-``python -m seqmap_nb.bench_foundation [--quick]`` prints, in one run:
+``seqmap-nb foundation [--quick] [--json PATH]`` (or ``python -m seqmap_nb.bench_foundation``)
+prints, in one run:
 
 1. **False sharing.** Two threads each bump their *own* counter N times, once with the
    two counters in adjacent words of one cache line and once 128 bytes apart (their own
@@ -26,6 +27,7 @@ import argparse
 import os
 import platform
 import statistics
+import sys
 import threading
 import time
 
@@ -231,7 +233,22 @@ def _metadata():
                 loadavg_1min=round(load, 2))
 
 
-def main(quick=False):
+def add_arguments(p):
+    """The command's options (shared by ``seqmap-nb foundation`` and ``python -m``)."""
+    p.add_argument("--quick", action="store_true",
+                   help="small sizes: a smoke run (the ratios are then rough)")
+    p.add_argument("--json", metavar="PATH", help="also write every figure as JSON to PATH")
+    return p
+
+
+def parser(prog="seqmap-nb foundation"):
+    return add_arguments(argparse.ArgumentParser(
+        prog=prog, description=__doc__.split("\n\n")[0],
+        epilog="Full size takes a few seconds on a 2-core VM (about 7 s on a first run, "
+               "compilation included); every figure is the median of several repetitions."))
+
+
+def run(quick=False):
     """Run all three benchmarks, print them, and return the figures as a dict."""
     n_fs, reps_fs = (200_000, 3) if quick else (5_000_000, 7)
     n_cells, reps_cells, trials = (1 << 12, 20, 3) if quick else (1 << 14, 200, 7)
@@ -262,7 +279,18 @@ def main(quick=False):
     return dict(meta=meta, false_sharing=fs, cell_cost=cc, python_path=py)
 
 
+def main(argv=None):
+    """Run from the command line; returns the exit status (0)."""
+    args = parser().parse_args(argv)
+    figures = run(quick=args.quick)
+    if args.json:
+        import json
+
+        with open(args.json, "w") as f:
+            json.dump(figures, f, indent=2, default=float)
+        print(f"\nwritten: {args.json}")
+    return 0
+
+
 if __name__ == "__main__":
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--quick", action="store_true", help="small sizes (a smoke run)")
-    main(quick=ap.parse_args().quick)
+    sys.exit(main())

@@ -8,7 +8,8 @@ What one run does (:func:`run`, per repetition)
    batch calls and the statistics on it. Every kernel is compiled (or loaded from the
    on-disk cache) here; the time is reported as ``compile_s``, never inside a measurement.
 3. **Build and prefill** a fresh map (``insert_many``, untimed) and snapshot its
-   statistics counters.
+   statistics counters. The ``grow`` workload builds the map at its default (small)
+   capacity and prefills nothing: every doubling happens inside the clock.
 4. **Run**: one Python thread per stream, each calling ONE ``nogil`` jitted kernel
    (:func:`_kernel`, generic over every map type: it compiles once per map type and is
    cached) that walks the whole stream. Inside the kernel each thread announces itself
@@ -25,23 +26,61 @@ What one run does (:func:`run`, per repetition)
    belong to its key or, with disjoint keys, is not the last one written); afterwards the
    final table is compared with what the streams imply. ``verified`` is False, with the
    reason in ``verify_detail``, when anything disagrees.
-6. **Measure**: throughput, ns per op per thread, sampled latency percentiles, seqlock
-   statistics deltas, resizes, final size and memory.
+6. **Measure**: throughput, ns per op per thread, sampled latency percentiles, the longest
+   stall, seqlock statistics deltas, resizes, table size (``slots``) and memory.
 
-Latency sampling
-================
-With ``sample_every = N`` (a power of two, default 64) the kernel times every N-th op
-with the CPU cycle counter (``_unsafe.cycles``: ``rdtsc``, about 20 cycles, on every
-x86-64 with an invariant TSC) and stores the cycle count; the cycles are converted to ns
-with a calibration against ``monotonic_ns`` over 20 ms (once per process), minus the
-median cost of two back-to-back counter reads (the sample's own overhead). A sample is one
-operation's latency including its cache misses; the counter is not serialising, so single
-samples of a few ns are approximate, percentiles over thousands are not. ``sample_every=0``
-selects a second kernel without any sampling code at all (the flag picks the compiled
-function, not a branch): what "off costs nothing" means here.
+Latency sampling and the longest stall
+======================================
+With ``sample_every = N`` (default 64) the kernel reads the CPU cycle counter
+(``_unsafe.cycles``: ``rdtsc`` on x86-64 with an invariant TSC) just before and just after
+every N-th op: the difference is that op's latency sample. The N-1 ops between two
+samples run in an inner loop without any clock code. Reading the counter around every op
+would cost far more than the op: it stops the overlap of one lookup's cache misses with
+the next one's (measured: a SeqMap lookup at 2^20 slots went from 48 to 79 ns). Even two
+reads per N ops are not free: with any counter read in the loop, SeqMap's read_heavy op at
+2^20 slots costs about 6-8 ns more (13-15%), DashMap's about 5 ns (7%), whether the read
+sits behind a branch in the plain loop or outside the inner loop as here, while the
+null map pays nothing (it touches no memory): the tax is in how the map's loads overlap
+around the counter read, and it differs between maps. Throughput comparisons that must
+be free of it run with ``sample_every=0`` (``seqmap-nb bench --sample-every 0``).
+
+The **longest stall** (``max_stall_ns``) comes from the same reads: consecutive counter
+reads of a thread split its run into intervals, each holding either one sampled op or
+the N-1 ops between two samples, so every op lies in exactly one interval, and the
+longest interval of any thread bounds the longest time one op took from above. A stall
+(a stop-the-world resize, a lock holder preempted, the thread itself descheduled) shows
+up whole; ordinary ops add at most N-1 times their usual latency (a few microseconds).
+
+Cycles become ns with a calibration against ``monotonic_ns`` over 20 ms (once per
+process), minus the median cost of reading the counter (the sample's own overhead). The
+**timer resolution** (``timer_res_ns``, in every row) is the smallest step between two
+back-to-back counter reads, measured on the machine: nothing shorter can be told apart.
+A percentile below it is recorded as the resolution itself and named in
+``lat_below_res`` (read it as "at most this"), never as 0. ``sample_every=0`` selects a
+kernel without any clock code at all (the flag picks the compiled function, not a
+branch): no percentiles, no ``max_stall_ns``.
 
 Python-level maps (``njit=False`` in the registry, e.g. ``dict_lock``) run the same
-streams through a Python loop per thread, started by a ``threading.Barrier``.
+streams through a Python loop per thread, started by a ``threading.Barrier``, sampled
+the same way with ``time.perf_counter_ns`` (whose resolution there is the cost of a
+Python call, about 100 ns, small next to a Python-level op).
+
+The harness's own cost
+======================
+The ``null`` map (``baselines.INSTRUMENTS``) touches no table: its ns per op is what the
+kernel itself spends (stream loads, dispatch, outcome checks, sampling); :func:`sweep`
+records it with every sweep. It answers every op "absent", so :func:`verify` checks it
+by its predictable mismatches instead of its contents.
+
+Where a read_heavy op's time goes at 1 thread and 2^20 slots (``python
+data/harness_cost/run.py``: medians of 7 interleaved rounds of 4M ops, 2-core Intel Xeon
+VM): an njit loop of ``m.get`` over present keys at load 0.5, what ``seqmap-nb micro``
+times, 19 ns; the same loop over the read_heavy stream's keys on the map the harness
+builds (load 0.75, many misses: longer probes) 34 ns; through the harness's per-op checks
+39 ns; the same on a map and streams built just before (as every repetition builds them)
+47 ns, which is what ``run`` measures with sampling off (48 ns: the thread and start
+barrier add ~1 ns); with sampling every 64th op 56 ns. The null map: 2.6 ns off, 2.0 ns
+sampled, 3-5% of SeqMap's.
 
 Capability refusals: a map that cannot run a point (more threads than it supports, a
 mix with removes on a map without them, ...) raises :class:`UnsupportedRun`, a
@@ -73,12 +112,16 @@ from ._unsafe import atomic_fetch_add, atomic_load, atomic_store, cpu_relax, cyc
 from .config import JIT, LINE_WORDS
 
 __all__ = ["run", "sweep", "supported", "probe_study", "verify", "precompile", "UnsupportedRun",
-           "MAX_THREADS", "resolve_spec", "DEFAULT_MAPS"]
+           "MAX_THREADS", "resolve_spec", "DEFAULT_MAPS", "DEFAULT_CAPACITY", "known_maps",
+           "cycle_calibration"]
 
 #: the most threads one run may start (oversubscription is a supported case up to here)
 MAX_THREADS = 4096
-#: maps of the default sweeps, in chart order
-DEFAULT_MAPS = ("seqmap", "dashmap", "global_lock", "cas", "plain", "typed_dict", "dict_lock")
+#: maps of the default sweeps, in chart order (``cas`` has no delete, so it runs none of
+#: the default workloads; name it to run it on the ones it can)
+DEFAULT_MAPS = ("seqmap", "dashmap", "global_lock", "plain", "typed_dict", "dict_lock", "null")
+#: the capacity of a run that names none (``grow`` builds the map at the map's own default)
+DEFAULT_CAPACITY = 1 << 16
 #: key and value dtypes the harness streams can drive (64-bit integers: values carry a tag)
 STREAM_DTYPES = ("uint64", "int64")
 
@@ -90,6 +133,13 @@ class UnsupportedRun(ValueError):
 # =========================================================================== map specs
 
 
+def known_maps():
+    """{name: MapSpec} of every map the harness runs by name: the registry, then ``null``."""
+    from .baselines import INSTRUMENTS, REGISTRY
+
+    return {**REGISTRY, **INSTRUMENTS}
+
+
 def resolve_spec(map):
     """A registry MapSpec from a name, or a spec-like object passed through unchanged."""
     if not isinstance(map, str):
@@ -97,12 +147,11 @@ def resolve_spec(map):
             if not hasattr(map, attr):
                 raise TypeError(f"map: expected a registry name or a MapSpec, got {map!r}")
         return map
-    from .baselines import REGISTRY
-
+    known = known_maps()
     try:
-        return REGISTRY[map]
+        return known[map]
     except KeyError:
-        raise ValueError(f"map: unknown name {map!r}; known: {sorted(REGISTRY)}") from None
+        raise ValueError(f"map: unknown name {map!r}; known: {sorted(known)}") from None
 
 
 def _factory(spec):
@@ -114,7 +163,57 @@ def _factory(spec):
 
 
 def _make(spec, key_dtype, value_dtype, capacity, options):
+    """A new map; ``capacity=None`` builds it at the map's own default capacity."""
+    if capacity is None:
+        return _factory(spec)(key_dtype, value_dtype, **options)
     return _factory(spec)(key_dtype, value_dtype, capacity=capacity, **options)
+
+
+def _slots_of(m):
+    """The table size in slots: ``m.slots`` where the map has it, else ``m.capacity``.
+
+    Maps whose ``capacity`` means entries held without growing report their table size as
+    ``slots``; where a map has only ``capacity``, that is its slot count."""
+    v = getattr(m, "slots", None)
+    if v is None:
+        v = getattr(m, "capacity", None)
+    try:
+        return int(v)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def _build_for_slots(spec, key_dtype, value_dtype, slots, options):
+    """(capacity argument, map) for a table of `slots` slots, whichever way the map reads
+    its capacity argument (slots, or entries held at its ``max_load``).
+
+    First ask for the entries `slots` hold at the ``max_load`` in `options` (or for
+    `slots` itself when the map takes no max_load), then read the real slot count back and
+    scale the request by wanted / real until they agree (a few tries at most: a map that
+    rounds to powers of two gets there in one). The caller fills relative to the slots the
+    map really has, so a map that cannot be sized exactly is still measured at its fill.
+    """
+    ml = options.get("max_load")
+    request = max(1, int(slots * ml)) if ml else slots
+    tried = set()
+    while True:
+        m = _make(spec, key_dtype, value_dtype, request, options)
+        real = _slots_of(m)
+        tried.add(request)
+        if not real == real or real < 1 or real == slots or len(tried) >= 4:
+            return request, m
+        nxt = max(1, int(request * slots / real)) if real > slots else -(-request * slots // real)
+        if nxt in tried:
+            return request, m
+        del m
+        request = nxt
+
+
+def _capacity_of(m):
+    try:
+        return int(getattr(m, "capacity"))
+    except (AttributeError, TypeError, ValueError):
+        return math.nan
 
 
 # =========================================================================== in-kernel parts
@@ -220,9 +319,10 @@ def _value_ok(r, expect, mask, lenient):
 
 # Inlined into the kernel at the numba IR level, not called: a call that passes the map
 # makes numba take a reference to the map's arrays around it (NRT_incref/decref, two
-# atomic RMWs on one cache line that every thread shares: HAZARDS 1's contended counter,
-# on every op). Not cached on its own either: its cache index would hold every map type
-# it ever saw, including types of modules another process cannot import (_kernels_for).
+# atomic RMWs on one cache line that every thread shares: a contended counter on every
+# op, which caps read scaling). Not cached on its own either: its cache index would hold
+# every map type it ever saw, including types of modules another process cannot import
+# (_kernels_for).
 @numba.njit(inline="always", **dict(JIT, cache=False))
 def _apply(m, op, k, v, e, vmask, tmask, lenient):
     """Do one stream op on the map; True when its outcome is the expected one.
@@ -265,9 +365,9 @@ def _apply(m, op, k, v, e, vmask, tmask, lenient):
 @numba.njit(**JIT)
 def _kernel(m, ctl, ops, keys, vals, exp, vmask, tmask, lenient):
     """Walk one thread's stream: (start_ns, end_ns, mismatches, first mismatch index, ran,
-    thread CPU ns)."""
+    thread CPU ns, longest interval in cycles: 0, nothing is timed here)."""
     if not _arrive_and_wait(ctl):
-        return 0, 0, 0, -1, 0, 0
+        return 0, 0, 0, -1, 0, 0, numba.uint64(0)
     cpu0 = _thread_cpu_ns()
     t0 = monotonic_ns()
     bad = 0
@@ -278,35 +378,53 @@ def _kernel(m, ctl, ops, keys, vals, exp, vmask, tmask, lenient):
                 first = i
             bad += 1
     t1 = monotonic_ns()
-    return t0, t1, bad, first, 1, _thread_cpu_ns() - cpu0
+    return t0, t1, bad, first, 1, _thread_cpu_ns() - cpu0, numba.uint64(0)
 
 
 @numba.njit(**JIT)
-def _kernel_sampled(m, ctl, ops, keys, vals, exp, vmask, tmask, lenient, lat, every_mask):
-    """:func:`_kernel` that also stores the cycle count of every (every_mask+1)-th op in lat."""
+def _kernel_sampled(m, ctl, ops, keys, vals, exp, vmask, tmask, lenient, lat, every):
+    """:func:`_kernel` that reads the cycle counter around every `every`-th op.
+
+    lat[j] gets the cycles of op j*every; the last value returned is the longest interval
+    between two consecutive counter reads (one sampled op, or the every-1 ops between two
+    samples): see "Latency sampling and the longest stall" in the module docstring.
+    """
     if not _arrive_and_wait(ctl):
-        return 0, 0, 0, -1, 0, 0
+        return 0, 0, 0, -1, 0, 0, numba.uint64(0)
     cpu0 = _thread_cpu_ns()
     t0 = monotonic_ns()
     bad = 0
     first = -1
-    j = 0
+    n = ops.shape[0]
     nlat = lat.shape[0]
-    c0 = numba.uint64(0)
-    for i in range(ops.shape[0]):
-        sample = (i & every_mask) == 0 and j < nlat
-        if sample:
-            c0 = cycles()
+    j = 0
+    longest = numba.uint64(0)
+    prev = cycles()
+    i = 0
+    while i < n:
+        c0 = cycles()
         ok = _apply(m, ops[i], keys[i], vals[i], exp[i], vmask, tmask, lenient)
-        if sample:
-            lat[j] = cycles() - c0
+        c1 = cycles()
+        if j < nlat:
+            lat[j] = c1 - c0
             j += 1
+        longest = max(longest, c0 - prev, c1 - c0)
+        prev = c1
         if not ok:
             if bad == 0:
                 first = i
             bad += 1
+        # the ops up to the next sample: the unsampled kernel's loop, no clock code inside
+        end = min(i + every, n)
+        for q in range(i + 1, end):
+            if not _apply(m, ops[q], keys[q], vals[q], exp[q], vmask, tmask, lenient):
+                if bad == 0:
+                    first = q
+                bad += 1
+        i = end
+    longest = max(longest, cycles() - prev)
     t1 = monotonic_ns()
-    return t0, t1, bad, first, 1, _thread_cpu_ns() - cpu0
+    return t0, t1, bad, first, 1, _thread_cpu_ns() - cpu0, longest
 
 
 # The same kernels without the on-disk cache, for map types defined outside this package
@@ -328,7 +446,13 @@ _CAL = {}
 
 
 def cycle_calibration():
-    """(ns per cycle, overhead cycles of one sample), measured once per process."""
+    """(ns per cycle, overhead cycles of one counter read, resolution in cycles), measured
+    once per process.
+
+    Overhead: the median difference of two back-to-back reads (subtracted from every
+    sample). Resolution: the smallest positive such difference, the finest step the
+    counter shows between two reads (on some virtual machines ~25 cycles, not 1).
+    """
     if not _CAL:
         _clock_pair()
         _cycle_overhead(16)
@@ -336,19 +460,53 @@ def cycle_calibration():
         time.sleep(0.02)
         n1, c1 = _clock_pair()
         _CAL["ns_per_cycle"] = (n1 - n0) / max(1, int(c1) - int(c0))
-        _CAL["overhead"] = float(np.median(_cycle_overhead(2000)))
-    return _CAL["ns_per_cycle"], _CAL["overhead"]
+        d = _cycle_overhead(20000)
+        _CAL["overhead"] = float(np.median(d))
+        pos = d[d > 0]
+        _CAL["resolution"] = float(pos.min()) if len(pos) else 1.0
+    return _CAL["ns_per_cycle"], _CAL["overhead"], _CAL["resolution"]
+
+
+_PY_CAL = {}
+
+
+def _py_clock_calibration():
+    """(overhead ns, resolution ns) of ``time.perf_counter_ns`` called from Python."""
+    if not _PY_CAL:
+        clock = time.perf_counter_ns
+        d = np.empty(20000, np.int64)
+        for i in range(len(d)):
+            a = clock()
+            d[i] = clock() - a
+        _PY_CAL["overhead"] = float(np.median(d))
+        pos = d[d > 0]
+        _PY_CAL["resolution"] = float(pos.min()) if len(pos) else 1.0
+    return _PY_CAL["overhead"], _PY_CAL["resolution"]
 
 
 # =========================================================================== Python-level driver
 
 
-def _py_worker(m, ops, keys, vals, exp, vmask, lenient):
-    """The stream through the map's Python methods (maps without an njit interface)."""
+def _py_worker(m, ops, keys, vals, exp, vmask, lenient, every=0, lat=None):
+    """The stream through the map's Python methods (maps without an njit interface).
+
+    With ``every`` > 0, ``time.perf_counter_ns`` is read around every every-th op (its
+    latency into ``lat``, in ns) as the jitted kernel reads its counter. Returns
+    (mismatches, first mismatch index, longest interval between clock reads in ns).
+    """
     bad = 0
     first = -1
     tagmask = vmask & 0xFFFFFFFF00000000
+    clock = time.perf_counter_ns
+    nxt = 0 if every else -1
+    j = 0
+    longest = 0
+    c0 = 0
+    prev = clock()
     for i, (op, k, v, e) in enumerate(zip(ops, keys, vals, exp)):
+        timed = i == nxt
+        if timed:
+            c0 = clock()
         if op == W.K_GET:
             r = m.get(k)
             ok = (e != 1) if r is None else (e != 0 and _py_value_ok(r, v, vmask, lenient))
@@ -363,11 +521,20 @@ def _py_worker(m, ops, keys, vals, exp, vmask, lenient):
             ok = True
         else:
             ok = (e != 0) if (k in m) else (e != 1)
+        if timed:
+            c1 = clock()
+            lat[j] = c1 - c0
+            j += 1
+            longest = max(longest, c0 - prev, c1 - c0)
+            prev = c1
+            nxt += every
         if not ok:
             if bad == 0:
                 first = i
             bad += 1
-    return bad, first
+    if every:
+        longest = max(longest, clock() - prev)
+    return bad, first, longest
 
 
 def _py_value_ok(r, v, mask, lenient):
@@ -387,7 +554,9 @@ def _as_dtype(arr, dtype):
 def _run_threads(m, njit, streams, key_dtype, value_dtype, sample_every, timeout=600.0):
     """Run every thread's stream on `m` (see the module docstring, step 4).
 
-    Returns dict(seconds, starts, ends, bad, first, errors, lat_cycles).
+    Returns dict(seconds, bad, first, errors, lat, longest, clock, finished, cpu_share):
+    ``lat`` (threads x samples) and ``longest`` are in cycles of the counter when
+    ``clock == "cycles"`` (jitted kernels) and in ns when ``clock == "ns"`` (Python maps).
     """
     T = streams.threads
     ops, exp = streams.ops, streams.exp
@@ -399,10 +568,8 @@ def _run_threads(m, njit, streams, key_dtype, value_dtype, sample_every, timeout
     lenient = bool(streams.lenient)
     out = [None] * T
     errors = []
-    nlat = 0
-    if sample_every and njit:
-        nlat = max(1, -(-streams.ops_per_thread // sample_every))
-    lat = np.zeros((T, nlat), np.uint64) if nlat else None
+    nlat = -(-streams.ops_per_thread // sample_every) if sample_every else 0
+    lat = np.zeros((T, nlat), np.uint64 if njit else np.int64) if nlat else None
 
     if njit:
         ctl = np.zeros(_CTL_WORDS, np.uint64)
@@ -411,14 +578,14 @@ def _run_threads(m, njit, streams, key_dtype, value_dtype, sample_every, timeout
         # wakers on, so the start skew of the sleepers costs no throughput)
         cores = os.cpu_count() or 1
         ctl[_SLEEP_CAP] = 40 if T <= cores else min(5000, 20 * T)
-        every_mask = np.int64(sample_every - 1) if nlat else 0
+        every = np.int64(sample_every)
         kernel, kernel_sampled = _kernels_for(m)
 
         def body(t):
             try:
                 if nlat:
                     out[t] = kernel_sampled(m, ctl, ops[t], keys[t], vals[t], exp[t], vmask,
-                                            tmask, lenient, lat[t], every_mask)
+                                            tmask, lenient, lat[t], every)
                 else:
                     out[t] = kernel(m, ctl, ops[t], keys[t], vals[t], exp[t], vmask, tmask,
                                     lenient)
@@ -439,9 +606,10 @@ def _run_threads(m, njit, streams, key_dtype, value_dtype, sample_every, timeout
                 barrier.wait()
                 cpu0 = time.thread_time_ns()
                 t0 = time.monotonic_ns()
-                bad, first = _py_worker(m, pyops[t], pykeys[t], pyvals[t], pyexp[t], vm, lenient)
+                bad, first, longest = _py_worker(m, pyops[t], pykeys[t], pyvals[t], pyexp[t], vm,
+                                                 lenient, sample_every, lat[t] if nlat else None)
                 t1 = time.monotonic_ns()
-                out[t] = (t0, t1, bad, first, 1, time.thread_time_ns() - cpu0)
+                out[t] = (t0, t1, bad, first, 1, time.thread_time_ns() - cpu0, longest)
             except threading.BrokenBarrierError:
                 errors.append(f"thread {t}: start barrier broken")
             except BaseException as exc:  # noqa: BLE001
@@ -493,8 +661,10 @@ def _run_threads(m, njit, streams, key_dtype, value_dtype, sample_every, timeout
     usable = min(T, os.cpu_count() or 1)
     cpu = sum(int(o[5]) for o in done)
     cpu_share = cpu / (seconds * 1e9 * usable) if done and seconds > 0 else math.nan
+    longest = max((int(o[6]) for o in done), default=0)
     return dict(seconds=seconds, bad=int(sum(o[2] for o in done)), first=first_bad,
-                errors=errors, lat_cycles=lat, finished=len(done), cpu_share=cpu_share)
+                errors=errors, lat=lat, longest=longest, clock="cycles" if njit else "ns",
+                finished=len(done), cpu_share=cpu_share)
 
 
 @numba.njit(**JIT)
@@ -512,8 +682,12 @@ def verify(m, streams, run_out=None):
     each with the last value written. Shared key space: no duplicate keys, every key from
     the run's key universe, every value belonging to its key, every key present when the
     mix has no removes, and the rmw total exact when only rmws move the stamps. Always:
-    ``len(m)`` equals the number of items.
+    ``len(m)`` equals the number of items. A map that touches no table (``null``): its
+    kernel counted exactly the ops that expect a present key as mismatches (so every op
+    ran through the checks), and it holds nothing.
     """
+    if getattr(m, "touches_no_table", False):
+        return _verify_null(m, streams, run_out)
     problems = []
     if run_out is not None:
         if run_out["errors"]:
@@ -571,6 +745,28 @@ def verify(m, streams, run_out=None):
             got = int(np.sum(v & W.STAMP_MASK, dtype=np.uint64))
             if got != streams.add_total:
                 problems.append(f"rmw total {got} != {streams.add_total} adds issued")
+    return (not problems), "; ".join(problems)
+
+
+def _null_mismatches(streams):
+    """Ops a map that answers every op "absent" gets wrong: those that expect a present key
+    (every op but add, whose outcome is not checked)."""
+    return int(np.count_nonzero((streams.exp == W.EXP_PRESENT) & (streams.ops != W.K_ADD)))
+
+
+def _verify_null(m, streams, run_out):
+    problems = []
+    if run_out is not None:
+        if run_out["errors"]:
+            problems.append("; ".join(run_out["errors"][:3]))
+        want = _null_mismatches(streams)
+        if run_out["bad"] != want:
+            problems.append(f"the kernel counted {run_out['bad']} mismatch(es) on the null map, "
+                            f"expected {want} (the ops that expect a present key): some ops "
+                            "did not run through the checks")
+    k, _ = m.items()
+    if len(m) != 0 or len(k) != 0:
+        problems.append(f"the null map holds {len(k)} item(s) (len {len(m)}), expected none")
     return (not problems), "; ".join(problems)
 
 
@@ -694,22 +890,44 @@ def _warm_up(spec, key_dtype, value_dtype, options, njit, sample_every, mix=None
     if out["errors"]:  # a kernel that does not compile for this map is a bug, not a result
         raise RuntimeError(f"{spec.name}: the warm-up run failed: {out['errors'][0]}")
     verify(m, s, out)
-    if njit and sample_every:
-        cycle_calibration()
+    if sample_every:
+        if njit:
+            cycle_calibration()
+        else:
+            _py_clock_calibration()
     return time.perf_counter() - t0
 
 
-def _percentiles(lat_cycles, finished):
-    if lat_cycles is None or not finished:
-        return math.nan, math.nan, math.nan
-    ns_per_cycle, overhead = cycle_calibration()
-    c = lat_cycles.ravel()
-    c = c[c > 0].astype(np.float64)
+_PCT_NAMES = ("p50", "p99", "p99.9")
+
+
+def _latency_metrics(out):
+    """Percentiles of the samples, the timer's resolution and the longest stall, in ns.
+
+    A percentile below the resolution is recorded as the resolution and named in
+    ``lat_below_res`` (see the module docstring)."""
+    nan = math.nan
+    res = dict(p50_ns=nan, p99_ns=nan, p999_ns=nan, timer_res_ns=nan, lat_below_res="",
+               max_stall_ns=nan)
+    lat = out["lat"]
+    if lat is None or not out["finished"]:
+        return res
+    if out["clock"] == "cycles":
+        ns_per_tick, overhead, resolution = cycle_calibration()
+    else:
+        (overhead, resolution), ns_per_tick = _py_clock_calibration(), 1.0
+    c = lat.ravel()
+    c = c[c > 0].astype(np.float64)  # 0: a slot of a thread that did not run
     if not len(c):
-        return math.nan, math.nan, math.nan
-    ns = np.maximum(c - overhead, 0.0) * ns_per_cycle
-    p50, p99, p999 = np.percentile(ns, [50, 99, 99.9])
-    return float(p50), float(p99), float(p999)
+        return res
+    res_ns = resolution * ns_per_tick
+    pct = np.percentile(np.maximum(c - overhead, 0.0) * ns_per_tick, [50, 99, 99.9])
+    below = [name for name, v in zip(_PCT_NAMES, pct) if v < res_ns]
+    pct = np.maximum(pct, res_ns)
+    res.update(p50_ns=float(pct[0]), p99_ns=float(pct[1]), p999_ns=float(pct[2]),
+               timer_res_ns=float(res_ns), lat_below_res=",".join(below),
+               max_stall_ns=max(0.0, float(out["longest"]) - overhead) * ns_per_tick)
+    return res
 
 
 def _stat_delta(after, before, name):
@@ -725,8 +943,12 @@ def _prepare(map, workload, threads, capacity, ops, prefill, keys, theta, hot_op
     spec = resolve_spec(map)
     name, mix, keys, prefill, theta, hot_ops, hot_keys = _resolve_workload(
         workload, mix, keys, prefill, theta, hot_ops, hot_keys)
+    default_cap = name in W.WORKLOADS and W.WORKLOADS[name].default_capacity
     threads = _check_int("threads", threads, 1, MAX_THREADS)
-    capacity = _check_int("capacity", capacity, 1, 1 << 40)
+    if capacity is None:
+        capacity = None if default_cap else DEFAULT_CAPACITY
+    else:
+        capacity = _check_int("capacity", capacity, 1, 1 << 40)
     ops = _check_int("ops", ops, 1)
     key_dtype, value_dtype = np.dtype(key_dtype), np.dtype(value_dtype)
     for what, dt in (("key_dtype", key_dtype), ("value_dtype", value_dtype)):
@@ -734,14 +956,19 @@ def _prepare(map, workload, threads, capacity, ops, prefill, keys, theta, hot_op
             raise ValueError(f"{what}: the harness drives 64-bit integer maps {STREAM_DTYPES}, got {dt}")
     options = dict(map_options or {})
     ops_per_thread = max(1, ops // threads)
+    # the capacity the needs are judged against; a map at its default starts small
+    nominal = capacity if capacity is not None else 16
     if load_factor is not None:
+        if capacity is None:
+            raise ValueError(f"load_factor: the {name} workload builds its map at the map's default "
+                             "capacity; a load-factor point needs a fixed table (give capacity=)")
         load_factor = float(load_factor)
         if not 0.0 < load_factor < 1.0:
             raise ValueError(f"load_factor: a fill in (0, 1), got {load_factor}")
         options.update(_fixed_capacity_options(spec, load_factor))
-        needs = _needs(mix, keys, ops_per_thread * threads, capacity, load_factor) - {"grow"}
+        needs = _needs(mix, keys, ops_per_thread * threads, nominal, load_factor) - {"grow"}
     else:
-        needs = _needs(mix, keys, ops_per_thread * threads, capacity, prefill)
+        needs = _needs(mix, keys, ops_per_thread * threads, nominal, prefill)
     _spec_check(spec, needs, threads, key_dtype, value_dtype)
     return dict(spec=spec, name=name, mix=mix, keys=keys, prefill=prefill, theta=theta,
                 hot_ops=hot_ops, hot_keys=hot_keys, threads=threads, capacity=capacity,
@@ -750,7 +977,7 @@ def _prepare(map, workload, threads, capacity, ops, prefill, keys, theta, hot_op
                 ops_per_thread=ops_per_thread)
 
 
-def supported(map="seqmap", workload=None, threads=1, capacity=1 << 16, ops=1_000_000,
+def supported(map="seqmap", workload=None, threads=1, capacity=None, ops=1_000_000,
               prefill=None, keys=None, theta=None, hot_ops=None, hot_keys=None, load_factor=None,
               mix=None, key_dtype="uint64", value_dtype="uint64", map_options=None, **_ignored):
     """(True, "") if :func:`run` with these parameters would run, else (False, reason).
@@ -765,7 +992,7 @@ def supported(map="seqmap", workload=None, threads=1, capacity=1 << 16, ops=1_00
     return True, ""
 
 
-def run(map="seqmap", workload=None, threads=1, capacity=1 << 16, ops=1_000_000, prefill=None,
+def run(map="seqmap", workload=None, threads=1, capacity=None, ops=1_000_000, prefill=None,
         keys=None, theta=None, hot_ops=None, hot_keys=None, load_factor=None, mix=None,
         repeats=3, seed=0, key_dtype="uint64", value_dtype="uint64", sample_every=64,
         map_options=None, probes=None, machine=None, timeout=600.0):
@@ -773,20 +1000,25 @@ def run(map="seqmap", workload=None, threads=1, capacity=1 << 16, ops=1_000_000,
 
     Parameters
     ----------
-    map: a registry name (``seqmap_nb.baselines.REGISTRY``) or a MapSpec.
+    map: a name (``seqmap_nb.baselines.REGISTRY``, or ``"null"``) or a MapSpec.
     workload: a name from ``workloads.WORKLOADS`` (default ``read_heavy``), or give `mix`
         (a dict of percentages; the row's workload is then ``"custom"``).
     threads: 1 .. MAX_THREADS (more than the cores is a supported case).
-    capacity: the map's initial capacity (slots). ops: timed operations of one run, all
-        threads together (``ops // threads`` each).
+    capacity: the entries the map is built to hold (passed to its constructor; default
+        ``DEFAULT_CAPACITY``; ``grow`` builds the map at the map's own default unless
+        given one). With `load_factor`: the slots of the fixed table. The table's real
+        size is recorded as ``slots``. ops: timed operations of one run, all threads
+        together (``ops // threads`` each).
     prefill: fraction of the capacity inserted untimed (default: the workload's).
     keys: "bustle" | "uniform" | "zipf" | "hotset" | "latest" (default: the workload's;
         "zipf" when only theta is given, "hotset" when hot_ops/hot_keys are).
     theta: Zipf exponent (keys "zipf"/"latest"; default 0.99). hot_ops, hot_keys: hot-set
         shares (default 0.8 of ops on 0.2 of keys).
-    load_factor: measure a fixed-capacity table prefilled to this fill (overrides prefill;
-        the map is built not to grow).
-    sample_every: time every N-th op (power of two; 0 = no sampling code at all).
+    load_factor: measure a fixed table of `capacity` slots prefilled to this fill
+        (overrides prefill; the map is built not to grow, and the fill is relative to the
+        slots it really has).
+    sample_every: time every N-th op (0 = no clock code at all: no latency percentiles
+        and no ``max_stall_ns``).
     map_options: extra keyword arguments for the map's constructor.
     probes: record probe_mean/probe_p99 (default: with load_factor).
 
@@ -797,8 +1029,6 @@ def run(map="seqmap", workload=None, threads=1, capacity=1 << 16, ops=1_000_000,
     repeats = _check_int("repeats", repeats, 1)
     seed = _check_int("seed", seed, 0)
     sample_every = _check_int("sample_every", sample_every, 0)
-    if sample_every & (sample_every - 1):
-        raise ValueError(f"sample_every: a power of two (or 0 = off), got {sample_every}")
     spec, name, mix, keys, prefill, theta, hot_ops, hot_keys = (
         P["spec"], P["name"], P["mix"], P["keys"], P["prefill"], P["theta"], P["hot_ops"], P["hot_keys"])
     threads, capacity, load_factor, options = P["threads"], P["capacity"], P["load_factor"], P["options"]
@@ -806,42 +1036,50 @@ def run(map="seqmap", workload=None, threads=1, capacity=1 << 16, ops=1_000_000,
     if probes is None:
         probes = load_factor is not None
 
-    # 1. streams (untimed). With a load factor the fill is relative to the real capacity.
-    eff_capacity = capacity
+    # 1. streams (untimed), sized from the table the map really builds
+    build = capacity  # what the constructor gets (None: the map's default)
+    row_capacity = capacity
+    stream_capacity = capacity
     if load_factor is not None:
-        probe_map = _make(spec, key_dtype, value_dtype, capacity, options)
-        eff_capacity = int(getattr(probe_map, "capacity", capacity))
+        # a table of `capacity` slots whichever way the map reads its capacity argument
+        build, probe_map = _build_for_slots(spec, key_dtype, value_dtype, capacity, options)
+        stream_capacity = _slots_of(probe_map)
+        if not stream_capacity == stream_capacity or stream_capacity < 1:
+            stream_capacity = capacity
         del probe_map
         prefill = load_factor
-    streams = W.make_streams(mix, keys, threads, ops_per_thread, eff_capacity, prefill, seed,
+    elif capacity is None:
+        probe_map = _make(spec, key_dtype, value_dtype, None, options)
+        row_capacity = _capacity_of(probe_map)
+        stream_capacity = row_capacity if row_capacity == row_capacity and row_capacity >= 1 else 16
+        del probe_map
+    streams = W.make_streams(mix, keys, threads, ops_per_thread, stream_capacity, prefill, seed,
                              theta=theta if keys in ("zipf", "latest") else 0.99,
                              hot_ops=hot_ops, hot_keys=hot_keys)
     # 2. compile outside the clock
-    compile_s = _warm_up(spec, key_dtype, value_dtype, options, njit, sample_every if njit else 0,
-                         mix=mix)
+    compile_s = _warm_up(spec, key_dtype, value_dtype, options, njit, sample_every, mix=mix)
 
     prov = _results.provenance(machine)
     base = dict(map=spec.name, workload=name, mix=W.mix_json(mix), threads=threads,
-                capacity=capacity, ops=ops_per_thread * threads, ops_per_thread=ops_per_thread,
+                capacity=row_capacity, ops=ops_per_thread * threads, ops_per_thread=ops_per_thread,
                 prefill=prefill, keys=keys, theta=theta, hot_ops=hot_ops, hot_keys=hot_keys,
                 load_factor=math.nan if load_factor is None else load_factor, seed=seed,
-                key_dtype=key_dtype.name, value_dtype=value_dtype.name)
+                key_dtype=key_dtype.name, value_dtype=value_dtype.name, sample_every=sample_every)
     rows = []
     for rep in range(repeats):
-        m = _make(spec, key_dtype, value_dtype, capacity, options)
+        m = _make(spec, key_dtype, value_dtype, build, options)
+        slots = _slots_of(m)
         if len(streams.prefill_keys):
             m.insert_many(_as_dtype(streams.prefill_keys, key_dtype),
                           _as_dtype(streams.prefill_vals, value_dtype))
         mem0 = int(m.memory_bytes())
         st0 = dict(m.stats())
-        out = _run_threads(m, njit, streams, key_dtype, value_dtype,
-                           sample_every if njit else 0, timeout=timeout)
+        out = _run_threads(m, njit, streams, key_dtype, value_dtype, sample_every, timeout=timeout)
         st1 = dict(m.stats())
         mem1 = int(m.memory_bytes())
         ok, detail = verify(m, streams, out)
         n_ops = ops_per_thread * threads
         seconds = out["seconds"]
-        p50, p99, p999 = _percentiles(out["lat_cycles"], out["finished"])
         pmean = pp99 = math.nan
         if probes:
             try:
@@ -851,17 +1089,18 @@ def run(map="seqmap", workload=None, threads=1, capacity=1 << 16, ops=1_000_000,
             except NotImplementedError:
                 pass
         final_len = len(m)
-        final_cap = int(getattr(m, "capacity", 0)) or math.nan
+        final_slots = _slots_of(m)
         rows.append(dict(
             base, repeat=rep, seconds=seconds,
             mops=n_ops / seconds / 1e6 if seconds > 0 else math.nan,
             ns_per_op=seconds * 1e9 * threads / n_ops if seconds > 0 else math.nan,
-            p50_ns=p50, p99_ns=p99, p999_ns=p999,
+            **_latency_metrics(out),
             retries_per_op=_stat_delta(st1, st0, "read_retries") / n_ops,
             waits_per_op=_stat_delta(st1, st0, "write_waits") / n_ops,
             resizes=_stat_delta(st1, st0, "resizes"),
-            final_len=final_len, final_capacity=final_cap,
-            final_load_factor=final_len / final_cap if final_cap == final_cap else math.nan,
+            final_len=final_len, final_capacity=_capacity_of(m),
+            final_load_factor=final_len / final_slots if final_slots and final_slots == final_slots else math.nan,
+            slots=slots, final_slots=final_slots,
             peak_mem_bytes=max(mem0, mem1), probe_mean=pmean, probe_p99=pp99,
             cpu_share=out["cpu_share"],
             verified=bool(ok), verify_detail=detail, compile_s=compile_s if rep == 0 else 0.0,
@@ -892,27 +1131,33 @@ def _precompile_one(name, key_dtype, value_dtype, sample_every):
     spec = resolve_spec(name)
     njit = bool(getattr(spec, "njit", True))
     warnings.filterwarnings("ignore", module="numba")
-    return name, _warm_up(spec, np.dtype(key_dtype), np.dtype(value_dtype), {}, njit,
-                          sample_every if njit else 0)
+    return name, _warm_up(spec, np.dtype(key_dtype), np.dtype(value_dtype), {}, njit, sample_every)
 
 
-def precompile(maps, key_dtype="uint64", value_dtype="uint64", sample_every=64, workers=None):
-    """Fill the on-disk kernel cache for several registry maps in parallel processes.
+def precompile(maps, key_dtype="uint64", value_dtype="uint64", sample_every=64, workers=None,
+               progress=None):
+    """Fill the on-disk kernel cache for several maps in parallel processes.
 
     Compilation is single-threaded and holds the GIL, so on a fresh install a sweep over
     many maps spends minutes compiling one map after another; worker processes compile
     them side by side (one per core), and the sweep then loads every kernel from the
     cache. Does nothing when caching is off. Returns {map: seconds} of the workers.
+
+    `progress`: called as ``progress(name, seconds)`` when the parts every map shares are
+    ready (name ``"shared"``) and as each map's kernels are (a failed map: seconds None).
     """
     from .config import CACHE
 
     names = [m for m in maps if isinstance(m, str)]
     if not CACHE or len(names) < 2:
         return {}
+    report = progress or (lambda name, secs: None)
     # the parts every map shares compile once, here, before the workers load them
+    t0 = time.perf_counter()
     W.bustle_streams(W._mix(40, 20, 10, 10, 10, 10), 1, 64, 16, 0.5, 1)
     cycle_calibration()
     _release(np.zeros(_CTL_WORDS, np.uint64), _GO_ABORT)
+    report("shared", time.perf_counter() - t0)
     workers = workers or min(len(names), os.cpu_count() or 1)
     if workers < 2:
         return {}
@@ -922,32 +1167,46 @@ def precompile(maps, key_dtype="uint64", value_dtype="uint64", sample_every=64, 
     out = {}
     ctx = mp.get_context("spawn")
     with cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
-        futs = [pool.submit(_precompile_one, n, str(np.dtype(key_dtype)), str(np.dtype(value_dtype)),
-                            sample_every) for n in names]
-        for f in futs:
+        futs = {pool.submit(_precompile_one, n, str(np.dtype(key_dtype)), str(np.dtype(value_dtype)),
+                            sample_every): n for n in names}
+        for f in cf.as_completed(futs):
             try:
                 name, secs = f.result()
                 out[name] = secs
+                report(name, secs)
             except Exception as exc:  # noqa: BLE001 - the sweep compiles it itself then
                 warnings.warn(f"precompile: {exc}", RuntimeWarning, stacklevel=2)
-    return out
+                report(futs[f], None)
+    return {n: out[n] for n in names if n in out}
 
 
 # =========================================================================== sweeps
 
 
-def sweep(grid, progress=True, **fixed):
+def sweep(grid, progress=True, null=True, **fixed):
     """:func:`run` over the cartesian product of `grid` (dict: parameter -> list of values).
 
     Other keyword arguments are passed to every run. Points a map cannot run are skipped
     with one warning listing them (also in ``df.attrs["skipped"]``). Returns one frame.
+
+    `null` (default True): the ``null`` map (operations that touch no table) runs every
+    point too, so the frame carries the harness's own cost beside the maps' (its rows have
+    ``map == "null"``; ``null=False`` leaves it out).
     """
     if not isinstance(grid, dict) or not grid:
         raise ValueError("sweep: grid must be a non-empty dict of parameter -> list of values")
-    names = list(grid)
-    overlap = sorted(set(names) & set(fixed))
+    overlap = sorted(set(grid) & set(fixed))
     if overlap:
         raise ValueError(f"sweep: {overlap} given both in the grid and as fixed arguments")
+    if null:
+        maps = grid["map"] if "map" in grid else [fixed.pop("map", "seqmap")]
+        if isinstance(maps, (str, bytes, dict)) or not hasattr(maps, "__iter__"):
+            raise ValueError(f"sweep: grid['map'] must be a list of values, got {maps!r}")
+        maps = list(maps)
+        if not any(getattr(m, "name", m) == "null" for m in maps):
+            maps.append("null")
+        grid = {"map": maps, **{k: v for k, v in grid.items() if k != "map"}}
+    names = list(grid)
     values = []
     for n in names:
         v = grid[n]
@@ -1001,16 +1260,19 @@ def _point_label(point):
 def probe_study(map="seqmap", loads=(0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95),
                 capacity=1 << 16, seed=0, key_dtype="uint64", value_dtype="uint64",
                 map_options=None, machine=None):
-    """Probe-length distributions of a fixed-capacity table filled to each load factor.
+    """Probe-length distributions of a fixed table of `capacity` slots filled to each load.
 
-    For each load: a fresh map of `capacity` slots (built not to grow), random keys
-    inserted to ``load * capacity``, then ``m.probe_lengths()`` (slots inspected by a
-    successful lookup of each key). A long frame: map, load_factor, capacity,
-    probe_length, count, knuth_hit = 1/2(1+1/(1-a)), knuth_miss = 1/2(1+1/(1-a)^2), and
-    the provenance columns.
+    For each load: a fresh map whose table has `capacity` slots (built not to grow, sized by
+    :func:`_build_for_slots`, its real slot count read back), random keys inserted to
+    ``load * slots``, then
+    ``m.probe_lengths()`` (slots inspected by a successful lookup of each key). A long
+    frame: map, load_factor, slots (the real table size), capacity (what the map reports
+    as its capacity), probe_length, count, knuth_hit = 1/2(1+1/(1-a)),
+    knuth_miss = 1/2(1+1/(1-a)^2), and the provenance columns.
     """
     spec = resolve_spec(map)
     key_dtype, value_dtype = np.dtype(key_dtype), np.dtype(value_dtype)
+    capacity = _check_int("capacity", capacity, 1, 1 << 40)
     rows = []
     prov = _results.provenance(machine)
     for load in loads:
@@ -1019,21 +1281,23 @@ def probe_study(map="seqmap", loads=(0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9
             raise ValueError(f"probe_study: loads must be in (0, 1), got {load}")
         options = dict(map_options or {})
         options.update(_fixed_capacity_options(spec, load))
-        m = _make(spec, key_dtype, value_dtype, capacity, options)
-        cap = int(getattr(m, "capacity", capacity))
-        n = int(round(load * cap))
+        _, m = _build_for_slots(spec, key_dtype, value_dtype, capacity, options)
+        slots = _slots_of(m)
+        n = int(round(load * slots))
         k = W.key_of(np.arange(n, dtype=np.uint64), W.salt_of(seed, 7))
         m.insert_many(_as_dtype(k, key_dtype), _as_dtype(W.tag_of(k), value_dtype))
-        if int(getattr(m, "capacity", cap)) != cap:
-            warnings.warn(f"probe_study: {spec.name} grew from {cap} slots at load {load}",
+        if _slots_of(m) != slots:
+            warnings.warn(f"probe_study: {spec.name} grew from {slots} slots at load {load}",
                           RuntimeWarning, stacklevel=2)
         pl = np.asarray(m.probe_lengths(), dtype=np.int64)
         lengths, counts = np.unique(pl, return_counts=True)
         kh = 0.5 * (1 + 1 / (1 - load))
         km = 0.5 * (1 + 1 / (1 - load) ** 2)
         utc = _results.utc_now()
+        cap = _capacity_of(m)
         for L, c in zip(lengths.tolist(), counts.tolist()):
-            rows.append(dict(map=spec.name, load_factor=load, capacity=cap, probe_length=L,
-                             count=c, knuth_hit=kh, knuth_miss=km, **dict(prov, utc_time=utc)))
+            rows.append(dict(map=spec.name, load_factor=load, slots=slots, capacity=cap,
+                             probe_length=L, count=c, knuth_hit=kh, knuth_miss=km,
+                             **dict(prov, utc_time=utc)))
         del m
     return pd.DataFrame(rows)

@@ -11,7 +11,12 @@ Reading the charts
 ------------------
 1. A line is one map: the marker is the **median** over the repetitions of that point, the
    shaded band spans the **min..max** of the repetitions (with three repetitions the band
-   is the whole spread, nothing is hidden). Runs whose final state failed verification
+   is the whole spread, nothing is hidden). Every chart says so on itself, with the number
+   of repetitions, in a line above the footnote, and decodes the mix after a workload's
+   name, e.g. ``read_heavy (98/1/1/0/0)``: % read / insert / remove / update / upsert.
+   The ``null`` map (the harness alone) is a grey dotted reference line in the ns/op chart
+   (the floor: what the harness itself spends per op); the other charts leave it out
+   unless asked for by name (``maps=[..., "null"]``). Runs whose final state failed verification
    (``verified == False``) are dropped with a warning and counted in the footnote: a
    benchmark of a wrong map is worthless.
 2. Each map has one colour and marker in every chart (:data:`MAP_STYLES`, Okabe-Ito
@@ -32,9 +37,14 @@ Functions
   (bottom row) against Zipf theta, hot-set size, hot-op share or write ratio.
 - :func:`probe_distributions`: probe-length distributions per load factor, measured means
   against Knuth's expected values; :func:`probe_summary` gives the numbers.
-- :func:`latency_percentiles`: sampled p50 / p99 / p99.9 per map.
-- :func:`ratio_table`: median throughput ratio of every map to a baseline, per workload and
-  thread count.
+- :func:`latency_percentiles`: sampled p50 / p99 / p99.9 per map, honest below the timer's
+  resolution (hollow markers, a dashed line at the resolution).
+- :func:`max_stall_vs_threads`: the longest stall any thread saw; :func:`growth`: the
+  ``grow`` workload's throughput and longest stall against the entries inserted.
+- :func:`ratio_chart` (the headline for design reviews) and :func:`round_ratios`: a map's
+  throughput divided by a baseline's, median of per-round ratios with their min–max, and
+  the 1.0 line; :func:`ratio_table`: the ratio of medians as a table.
+- :func:`comparison_chart`: the forest plot of ``seqmap-nb compare``.
 - :func:`use_style`: apply the packaged style (``seqmap_nb.mplstyle``) to your own charts.
 - :func:`default_figures`, :func:`save_figures`: the chart set the ``seqmap-nb`` command writes.
 """
@@ -71,7 +81,13 @@ __all__ = [
     "probe_distributions",
     "probe_summary",
     "latency_percentiles",
+    "max_stall_vs_threads",
+    "growth",
+    "round_ratios",
+    "ratio_chart",
+    "comparison_chart",
     "ratio_table",
+    "REFERENCE_MAPS",
     "provenance_text",
     "default_figures",
     "save_figures",
@@ -103,7 +119,11 @@ MAP_STYLES = {
     "plain": dict(color=OKABE_ITO["orange"], marker="D"),
     "typed_dict": dict(color=OKABE_ITO["reddish_purple"], marker="P"),
     "dict_lock": dict(color=OKABE_ITO["sky_blue"], marker="X"),
+    # the harness's own cost: a grey dotted reference line, not a contestant
+    "null": dict(color="#8c8c8c", marker=".", ls=":"),
 }
+#: maps drawn as references (not contestants): left out of ratio tables and ratio charts
+REFERENCE_MAPS = ("null",)
 
 # Colours for map names not in MAP_STYLES (Paul Tol's "muted" scheme, also CVD-safe),
 # chosen by a stable hash of the name so a custom map keeps its colour across charts.
@@ -123,6 +143,8 @@ _UNITS = {
     "hot_keys": "hot-set size (fraction of keys)",
     "hot_ops": "share of ops on the hot set",
     "write_ratio": "write share of ops (insert + remove + update + upsert)",
+    "max_stall_ns": "longest stall of any thread (ns, log)",
+    "ops": "entries inserted (the map ends holding them)",
 }
 
 _MIX_ORDER = ("read", "insert", "remove", "update", "upsert")
@@ -134,7 +156,8 @@ WORKLOAD_ORDER = ("read_heavy", "exchange", "rapid_grow", "bustle_read_heavy", "
 
 
 def map_style(name):
-    """Colour and marker of map `name` (a dict for ``ax.plot(**style)``), fixed across charts."""
+    """Colour and marker (and for references a line style ``ls``) of map `name`: a dict for
+    ``ax.plot(**style)``, fixed across charts."""
     name = str(name)
     if name in MAP_STYLES:
         return dict(MAP_STYLES[name])
@@ -314,17 +337,24 @@ def _new_figure(n_panels, nrows_per_panel=1, ncols_max=3, panel=(3.7, 2.9), shar
     return fig, panels
 
 
-def _finish(fig, df, title, handles=None, dropped=0):
-    """Suptitle (with machine), a shared legend, the provenance footnote."""
+def _finish(fig, df, title, handles=None, dropped=0, note=None):
+    """Suptitle (with machine), a shared legend, how to read the chart (`note`, above the
+    footnote), the provenance footnote."""
     fig.suptitle(f"{title} · {machine_label(df)}")
     if handles:
         fig.legend(handles=handles, loc="outside right center")
     h_in = fig.get_figheight()
     text = provenance_text(df, dropped)
+    per_line = int(fig.get_figwidth() * 22)
+    lines = 1 + len(text) // per_line
     fig.text(0.005, 0.004, text, fontsize=6.3, color="0.35", ha="left", va="bottom",
              wrap=True, gid="provenance")
-    lines = 1 + len(text) // int(fig.get_figwidth() * 22)
-    reserve = min(0.2, (0.08 + 0.12 * lines) / h_in)
+    if note:
+        note_lines = 1 + len(note) // int(fig.get_figwidth() * 19)
+        fig.text(0.005, (0.03 + 0.115 * lines) / h_in, note, fontsize=7, color="0.15",
+                 ha="left", va="bottom", wrap=True, gid="reading")
+        lines += note_lines * 1.15
+    reserve = min(0.3, (0.08 + 0.12 * lines) / h_in)
     engine = fig.get_layout_engine()
     if engine is not None and hasattr(engine, "set"):
         engine.set(rect=(0, reserve, 1, 1 - reserve))  # (left, bottom, width, height)
@@ -385,7 +415,9 @@ def _draw_series(ax, df, x, y, band=True, linestyle=None, label_suffix=""):
         for machine, sub in groups:
             sub = sub.sort_values(x)
             st = map_style(name)
-            ls = linestyle or (_MACHINE_LINESTYLES[machines.index(str(machine)) % 4] if machines else "-")
+            own_ls = st.pop("ls", None)
+            ls = linestyle or own_ls or (_MACHINE_LINESTYLES[machines.index(str(machine)) % 4]
+                                         if machines else "-")
             label = name + (f" @ {machine}" if machines else "") + label_suffix
             (line,) = ax.plot(sub[x], sub["median"], ls=ls, label=label, gid=f"series:{name}", **st)
             if band and (sub["n"] > 1).any():
@@ -411,6 +443,11 @@ def _facets(df, cols):
     return [(title, sub) for _, title, sub in sorted(out, key=order)]
 
 
+def _threads_text(n):
+    n = int(n)
+    return f"{n} thread{'' if n == 1 else 's'}"
+
+
 def _facet_title(values, sub):
     parts = []
     for col, v in values.items():
@@ -418,7 +455,7 @@ def _facet_title(values, sub):
             mix = _mix_label(sub["mix"].iloc[0]) if "mix" in sub.columns else ""
             parts.append(f"{v}" + (f" ({mix})" if mix and v != "custom" else ""))
         elif col == "threads":
-            parts.append(f"{int(v)} threads")
+            parts.append(_threads_text(v))
         elif col == "keys":
             parts.append(f"{v} keys")
         elif col == "load_factor":
@@ -471,6 +508,30 @@ def _warn_mixed(df, x, facet_cols, what):
                       stacklevel=4)
 
 
+def _runs_per_point(df, x, y):
+    """(fewest, most) runs any plotted point is the median of."""
+    keys = _series_keys(df)
+    present = [c for c in ("workload", "threads", "theta", "hot_keys", "hot_ops", "load_factor",
+                           "keys", "mix", "ops") if c in df.columns and c not in keys and c != x]
+    n = df.dropna(subset=[y]).groupby(keys + [x] + present, dropna=False)[y].count()
+    return (int(n.min()), int(n.max())) if len(n) else (0, 0)
+
+
+def _reading_note(df, x, y, band=True, threads_axis=False, mixes=True):
+    """How to read a median-and-band chart, from the frame: what the band is, the mix codes."""
+    lo, hi = _runs_per_point(df, x, y)
+    runs = f"{lo} run{'s' if lo != 1 else ''}" if lo == hi else f"{lo}–{hi} runs"
+    parts = [f"marker: median of {runs} per point"
+             + ("; band: min–max of those runs" if band and hi > 1 else "")]
+    if "null" in set(df["map"].astype(str)):
+        parts.append("null (grey, dotted): the harness alone, no table")
+    if threads_axis:
+        parts.append("dotted vertical line: logical cores (right of it threads share CPUs)")
+    if mixes and "workload" in df.columns and (df["workload"].astype(str) != "custom").any():
+        parts.append("(a/b/c/d/e) after a workload: % read / insert / remove / update / upsert")
+    return " · ".join(parts)
+
+
 def _metric_vs(df, x, y, facet_cols, title, what, logy="auto", xaxis="linear", band=True,
                sharey=False):
     dropped = df.attrs.get("unverified_dropped", 0)
@@ -494,15 +555,23 @@ def _metric_vs(df, x, y, facet_cols, title, what, logy="auto", xaxis="linear", b
             ax.set_title(ftitle)
             ax.set_xlabel(_UNITS.get(x, x))
             ax.set_ylabel(_UNITS.get(y, y))
-        _finish(fig, df, title, _legend_handles(handles), dropped)
+        note = _reading_note(df, x, y, band=band, threads_axis=xaxis == "threads",
+                             mixes="workload" in facet_cols)
+        _finish(fig, df, title, _legend_handles(handles), dropped, note=note)
     return fig
 
 
-def _prepare(df, cols, what, workloads=None, maps=None):
+def _prepare(df, cols, what, workloads=None, maps=None, references=False):
+    """Checked, verified rows of the workloads and maps asked for. Reference maps (null)
+    are left out unless `references` or named in `maps`: on a throughput or latency axis
+    the harness alone (hundreds of Mop/s, a few ns) squeezes the maps into a corner; the
+    ns/op chart keeps it as the floor."""
     _require(df, ["map"] + cols, what)
     df = _verified_only(df, what)
     if "workload" in df.columns:
         df = _select(df, "workload", workloads, what)
+    if maps is None and not references:
+        df = df[~df["map"].astype(str).isin(REFERENCE_MAPS)]
     df = _select(df, "map", maps, what)
     if df.empty:
         raise ValueError(f"{what}: nothing to plot (no verified rows)")
@@ -535,9 +604,12 @@ def ns_per_op_vs_threads(df, workloads=None, maps=None, logy="auto"):
     """Mean time per operation per thread (ns/op, bustle's "latency") against thread count.
 
     ns_per_op = seconds · 1e9 · threads / ops: flat lines mean perfect scaling, rising lines
-    mean the threads get in each other's way (or, right of the core line, share CPUs).
+    mean the threads get in each other's way (or, right of the core line, share CPUs). The
+    null map, where the frame has it, is the floor: what the harness itself spends per op.
+    The other charts leave it out unless named in `maps`.
     """
-    df = _prepare(df, ["threads", "ns_per_op"], "ns_per_op_vs_threads", workloads, maps)
+    df = _prepare(df, ["threads", "ns_per_op"], "ns_per_op_vs_threads", workloads, maps,
+                  references=True)
     return _metric_vs(_thread_sweep_rows(df), "threads", "ns_per_op", ["workload"],
                       "Mean time per op vs threads", "ns_per_op_vs_threads", logy=logy,
                       xaxis="threads")
@@ -627,7 +699,10 @@ def contention(df, by="theta", workloads=None, maps=None, logy="auto"):
             top.set_ylabel(_UNITS["mops"])
             bottom.set_ylabel("per op: retries (—), waits (--)")
             bottom.set_xlabel(_UNITS.get(by, by))
-        _finish(fig, df, title, _legend_handles(handles), dropped)
+        note = (_reading_note(df, by, "mops", mixes=False)
+                + " (top row) · bottom row: medians of seqlock read retries (solid) and "
+                "write spin-waits (dashed) per op; maps that count none draw none")
+        _finish(fig, df, title, _legend_handles(handles), dropped, note=note)
     return fig
 
 
@@ -662,8 +737,9 @@ def probe_summary(probe_df):
         cdf = np.cumsum(cnt) / n
         p99 = float(pl[min(np.searchsorted(cdf, 0.99), len(pl) - 1)])
         kh = float(knuth_hit(alpha))
+        size_col = "slots" if "slots" in sub else "capacity"
         rows.append(dict(map=name, load_factor=float(alpha),
-                         capacity=int(sub["capacity"].iloc[0]) if "capacity" in sub else -1,
+                         capacity=int(sub[size_col].iloc[0]) if size_col in sub else -1,
                          keys=int(n), mean=mean, p99=p99, max=float(pl[cnt > 0].max()),
                          knuth_hit=kh, knuth_miss=float(knuth_miss(alpha)), rel_err=mean / kh - 1.0))
     return pd.DataFrame(rows)
@@ -731,13 +807,14 @@ def probe_distributions(probe_df, map=None, max_length=None):
             right.set_title(f"mean vs Knuth: worst |error| {abs(worst['rel_err']) * 100:.1f}% "
                             f"at α≤0.9")
         right.legend(fontsize=6.5, loc="upper left")
-        cap = _uniq(probe_df, "capacity")
-        title = "Linear-probing probe lengths" + (f" (capacity {_join_few(cap, 'sizes')})" if cap else "")
+        cap = _uniq(probe_df, "slots" if "slots" in probe_df else "capacity")
+        title = "Linear-probing probe lengths" + (f" ({_join_few(cap, 'sizes')} slots)" if cap else "")
         _finish(fig, probe_df, title)
     return fig
 
 
 _PCTS = (("p50_ns", 50.0), ("p99_ns", 99.0), ("p999_ns", 99.9))
+_PCT_FLAGS = {"p50_ns": "p50", "p99_ns": "p99", "p999_ns": "p99.9"}
 
 
 def latency_percentiles(df, workloads=None, maps=None, threads=None):
@@ -746,6 +823,10 @@ def latency_percentiles(df, workloads=None, maps=None, threads=None):
     One panel per workload; x is the percentile on a "nines" axis (like HdrHistogram's).
     `threads`: the thread count to show (default: the largest at or below the core count,
     so the chart is not dominated by time slices lost to oversubscription).
+
+    Honest below the clock's resolution: a dashed line marks each timer resolution in the
+    frame (``timer_res_ns``), and a point where any run's percentile was below it (named
+    in ``lat_below_res``, recorded as the resolution) is drawn hollow: read it as "at most".
     """
     df = _prepare(df, ["threads"] + [c for c, _ in _PCTS], "latency_percentiles", workloads, maps)
     df = _thread_sweep_rows(df).dropna(subset=["p50_ns"])
@@ -759,32 +840,286 @@ def latency_percentiles(df, workloads=None, maps=None, threads=None):
         threads = within[-1] if within else avail[0]
     df = _select(df, "threads", [threads], "latency_percentiles")
     dropped = df.attrs.get("unverified_dropped", 0)
+    flags = (df["lat_below_res"] if "lat_below_res" in df.columns
+             else pd.Series("", index=df.index)).fillna("").astype(str)
     long = df.melt(id_vars=[c for c in df.columns if c not in dict(_PCTS)],
                    value_vars=[c for c, _ in _PCTS], var_name="pct", value_name="latency_ns")
     long["nines"] = long["pct"].map({c: -math.log10(1 - p / 100.0) for c, p in _PCTS})
+    long_flags = pd.concat([flags] * len(_PCTS), ignore_index=True)
+    long["below_res"] = [_PCT_FLAGS[p] in f.split(",") for p, f in zip(long["pct"], long_flags)]
     facets = _facets(long, ["workload"])
+    res_maps = {}
+    if "timer_res_ns" in df.columns:
+        for name, r in zip(df["map"].astype(str), df["timer_res_ns"]):
+            if r == r:
+                res_maps.setdefault(round(float(r), 1), set()).add(name)
+    res = sorted(res_maps)
+    every = sorted({int(v) for v in df.get("sample_every", pd.Series(dtype=float)).dropna() if v > 0})
     with style_context():
         fig, panels = _new_figure(len(facets))
         handles = []
         for (ftitle, sub), (ax,) in zip(facets, panels):
             handles.append(_draw_series(ax, sub, "nines", "latency_ns"))
+            # hollow markers where a run's percentile was below the timer's resolution
+            keys = _series_keys(sub)
+            hollow = sub.groupby(keys + ["nines"])["below_res"].any()
+            med = sub.groupby(keys + ["nines"])["latency_ns"].median()
+            for key, is_below in hollow.items():
+                if not is_below:
+                    continue
+                name = key[0] if isinstance(key, tuple) else key
+                st = map_style(name)
+                st.pop("ls", None)
+                ax.plot([key[-1]], [med[key]], ls="none", mfc="white", mew=1.3, zorder=4,
+                        gid=f"below_res:{name}", **st)
+            for r in res:
+                ax.axhline(r, ls="--", lw=0.9, color="0.45", gid="timer_res")
+                who = "" if len(res) == 1 else f" ({', '.join(_map_order(res_maps[r]))})"
+                ax.annotate(f"timer resolution {r:g} ns{who}", xy=(0.99, r), xycoords=("axes fraction", "data"),
+                            xytext=(0, 2), textcoords="offset points", ha="right", va="bottom",
+                            fontsize=6.5, color="0.35")
             ax.set_yscale("log")
             ax.xaxis.set_major_locator(FixedLocator([v for v in sorted(long["nines"].unique())]))
             names = {-math.log10(1 - p / 100.0): f"p{p:g}" for _, p in _PCTS}
             ax.xaxis.set_major_formatter(FuncFormatter(
                 lambda v, _: min(names.items(), key=lambda kv: abs(kv[0] - v))[1]))
-            ax.set_title(f"{ftitle} · {int(threads)} threads")
+            ax.set_title(f"{ftitle} · {_threads_text(threads)}")
             ax.set_xlabel("percentile")
             ax.set_ylabel("latency per op (ns, sampled)")
-        _finish(fig, df, "Latency percentiles", _legend_handles(handles), dropped)
+        what = f"every {every[0]}th op" if len(every) == 1 else "sampled ops"
+        honest = ("hollow marker: below the timer's resolution (dashed line), recorded as the "
+                  "resolution: read it as 'at most'" if res else "timer resolution not recorded "
+                  "in these results (schema 1): percentiles of a few ns may be clock steps")
+        note = (f"{_reading_note(long, 'nines', 'latency_ns', mixes=False)} · each run: the "
+                f"percentile of the latencies of {what} (cycle counter in jitted kernels, "
+                f"perf_counter for Python-level maps) · {honest}")
+        _finish(fig, df, "Latency percentiles", _legend_handles(handles), dropped, note=note)
+    return fig
+
+
+def max_stall_vs_threads(df, workloads=None, maps=None):
+    """The longest stall any thread saw (``max_stall_ns``, log) against thread count.
+
+    One panel per workload. A stall is the longest interval between two clock reads of a
+    thread (one sampled op, or the ops between two samples): a stop-the-world resize, a
+    preempted lock holder, or past the core count the thread's own lost time slice.
+    """
+    df = _prepare(df, ["threads", "max_stall_ns"], "max_stall_vs_threads", workloads, maps)
+    df = _thread_sweep_rows(df).dropna(subset=["max_stall_ns"])
+    if df.empty:
+        raise ValueError("max_stall_vs_threads: no rows with max_stall_ns (sampling was off, "
+                         "or the results predate the column)")
+    return _metric_vs(df, "threads", "max_stall_ns", ["workload"], "Longest stall vs threads",
+                      "max_stall_vs_threads", logy=True, xaxis="threads")
+
+
+def growth(df, maps=None):
+    """The ``grow`` workload: throughput (top) and longest stall (bottom) against entries.
+
+    Rows of ``workload == "grow"`` (a map built at its default capacity, ``ops`` fresh keys
+    inserted, every doubling inside the clock), x = the entries it ends with (``ops``),
+    one column of panels per thread count. A design whose resize stops every writer shows
+    a stall that grows with the table (each doubling copies it); one that migrates in
+    chunks does not.
+    """
+    df = _prepare(df, ["workload", "ops", "mops", "max_stall_ns", "threads"], "growth", None, maps)
+    df = df[df["workload"] == "grow"]
+    if df.empty:
+        raise ValueError("growth: no rows of the grow workload; run harness.sweep(grid=dict("
+                         "map=[...], ops=[...]), workload='grow') first")
+    dropped = df.attrs.get("unverified_dropped", 0)
+    facets = _facets(df, ["threads"])
+    with style_context():
+        fig, panels = _new_figure(len(facets), nrows_per_panel=2, panel=(3.7, 2.4))
+        keys = _series_keys(df)
+        med_top = pd.concat([_summary(sub, "ops", "mops", keys)["median"] for _, sub in facets])
+        yscale = _scale_for(med_top)
+        handles = []
+        for (ftitle, sub), (top, bottom) in zip(facets, panels):
+            handles.append(_draw_series(top, sub, "ops", "mops"))
+            stalls = sub.dropna(subset=["max_stall_ns"])
+            if len(stalls):
+                _draw_series(bottom, stalls, "ops", "max_stall_ns")
+            for ax in (top, bottom):
+                ax.set_xscale("log", base=2)
+            _apply_scale(top, "y", yscale, med_top)
+            if yscale == "linear":
+                top.set_ylim(bottom=0)
+            bottom.set_yscale("log")
+            top.set_title(ftitle)
+            top.set_ylabel(_UNITS["mops"])
+            bottom.set_ylabel(_UNITS["max_stall_ns"])
+            bottom.set_xlabel(_UNITS["ops"])
+        note = (_reading_note(df, "ops", "mops", mixes=False) + " · each run starts from the "
+                "map's default capacity: every doubling is inside the clock · bottom: the longest "
+                "interval between two clock reads of any thread (an upper bound of the slowest "
+                "insert, within the sampling interval)")
+        _finish(fig, df, "Growth from the default capacity", _legend_handles(handles), dropped,
+                note=note)
+    return fig
+
+
+def round_ratios(df, baseline="dashmap", maps=None, metric="mops", index=("workload", "threads")):
+    """Per-round ratios of each map's `metric` to the baseline's, summarised per point.
+
+    A round is one repetition (``repeat``): in ``seqmap-nb bench`` every point is measured
+    once per round, so a map and its baseline measured in one round ran moments apart, on
+    the same machine state. Returns a long frame: map, the `index` columns, ``median`` of
+    the per-round ratios, ``lo``/``hi`` (their min and max), ``n`` (rounds). Reference maps
+    (``null``) are left out unless named in `maps`.
+    """
+    index = list(index)
+    _require(df, ["map", "repeat", metric] + index, "round_ratios")
+    df = _thread_sweep_rows(_verified_only(df, "round_ratios"))
+    names = set(df["map"].astype(str))
+    if baseline not in names:
+        raise ValueError(f"round_ratios: baseline map {baseline!r} is not in the frame "
+                         f"(maps: {sorted(names)})")
+    if maps is None:
+        maps = [m for m in _map_order(names) if m != baseline and m not in REFERENCE_MAPS]
+    elif isinstance(maps, str):
+        maps = [maps]
+    pair = index + ["repeat"] + [c for c in ("keys", "theta", "hot_ops", "hot_keys", "machine")
+                                 if c in df.columns and c not in index]
+    key = pd.Series(["|".join(t) for t in zip(*[df[c].map(str) for c in pair])], index=df.index)
+    base = df[df["map"] == baseline].assign(_k=key).groupby("_k")[metric].median()
+    out = []
+    for name in maps:
+        sub = df[df["map"].astype(str) == str(name)].assign(_k=key)
+        sub = sub[sub["_k"].isin(base.index)]
+        if sub.empty:
+            continue
+        sub = sub.assign(ratio=sub[metric].to_numpy(float) / base.loc[sub["_k"]].to_numpy(float))
+        g = sub.groupby(index)["ratio"].agg(median="median", lo="min", hi="max", n="count")
+        out.append(g.reset_index().assign(map=str(name)))
+    if not out:
+        raise ValueError(f"round_ratios: no rounds in which {list(maps)} and {baseline!r} "
+                         "both ran the same point")
+    res = pd.concat(out, ignore_index=True)
+    return res[["map"] + index + ["median", "lo", "hi", "n"]]
+
+
+def ratio_chart(df, baseline="dashmap", maps=None, metric="mops", workloads=None):
+    """The headline chart: per workload and thread count, each map's throughput divided by
+    the baseline's, median of per-round ratios with their min–max, and the 1.0 line.
+
+    Default `maps`: ``seqmap`` when present, else every map but the baseline and ``null``.
+    Above the line the map is faster than the baseline (for throughput).
+    """
+    _require(df, ["map", "threads", "repeat", metric], "ratio_chart")
+    if maps is None and "seqmap" in set(df["map"].astype(str)) and baseline != "seqmap":
+        maps = ["seqmap"]
+    if workloads is not None and "workload" in df.columns:
+        df = _select(df, "workload", workloads, "ratio_chart")
+    rr = round_ratios(df, baseline=baseline, maps=maps, metric=metric)
+    wl = df[["workload", "mix"]].drop_duplicates("workload") if "mix" in df.columns else None
+    facets = _facets(rr.merge(wl, on="workload", how="left") if wl is not None else rr, ["workload"])
+    with style_context():
+        fig, panels = _new_figure(len(facets))
+        handles = {}
+        allv = pd.concat([rr["lo"], rr["hi"]])
+        for (ftitle, sub), (ax,) in zip(facets, panels):
+            for name in _map_order(sub["map"].unique()):
+                s = sub[sub["map"] == name].sort_values("threads")
+                st = map_style(name)
+                st.pop("ls", None)
+                (line,) = ax.plot(s["threads"], s["median"], label=name, gid=f"series:{name}", **st)
+                ax.vlines(s["threads"], s["lo"], s["hi"], color=st["color"], lw=2.2, alpha=0.45,
+                          gid=f"spread:{name}")
+                for x, y in zip(s["threads"], s["median"]):
+                    ax.annotate(f"{y:.2f}", (x, y), xytext=(4, 3), textcoords="offset points",
+                                fontsize=6.5, color=st["color"])
+                handles[name] = line
+            ax.axhline(1.0, color="0.15", lw=1.0, ls="--", gid="parity")
+            _threads_axis(ax, sub["threads"], _cores(df))
+            ax.set_yscale("log")
+            lo, hi = float(allv.min()), float(allv.max())
+            lo, hi = min(lo, 1.0) / 1.15, max(hi, 1.0) * 1.15
+            ax.set_ylim(lo, hi)
+            _ratio_ticks(ax.yaxis, lo, hi)
+            ax.set_title(ftitle)
+            ax.set_xlabel("threads")
+            ax.set_ylabel(f"{_UNITS.get(metric, metric).split(' (')[0]} ÷ {baseline}")
+        n = f"{int(rr['n'].min())}" if rr["n"].min() == rr["n"].max() else f"{int(rr['n'].min())}–{int(rr['n'].max())}"
+        note = (f"marker and label: median of the {n} per-round ratios (a round measures both maps "
+                f"moments apart) · bar: min–max of the per-round ratios · dashed line: 1.0, as fast "
+                f"as {baseline}; above it faster · (a/b/c/d/e) after a workload: % read / insert / "
+                "remove / update / upsert")
+        label = " / ".join(_map_order(rr["map"].unique()))
+        _finish(fig, df, f"{label} ÷ {baseline}, {metric}", list(handles.values()),
+                df.attrs.get("unverified_dropped", 0), note=note)
+    return fig
+
+
+def _ratio_ticks(axis, lo, hi):
+    """Ticks at 1-2-5 ratios (0.5x, 1x, 2x, ...) labelled as ratios, no minor labels."""
+    from matplotlib.ticker import NullFormatter
+
+    cands = [m * 10.0 ** e for e in range(-4, 5) for m in (1, 2, 5)]
+    ticks = [v for v in cands if lo <= v <= hi]
+    if len(ticks) < 3:
+        cands = [m * 10.0 ** e for e in range(-4, 5) for m in (1, 1.25, 1.5, 2, 3, 4, 5, 7)]
+        ticks = [v for v in cands if lo <= v <= hi]
+    axis.set_major_locator(FixedLocator(ticks))
+    axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}x"))
+    axis.set_minor_formatter(NullFormatter())
+
+
+def comparison_chart(cmp):
+    """A forest plot of a :class:`seqmap_nb.compare.Comparison`: per compared point the
+    ratio B / A on a log axis with its 95% interval, filled where the verdict is
+    significant, hollow where not, and a line at 1.0."""
+    t = cmp.table
+    a, b = cmp.labels
+    if t.empty:
+        raise ValueError("comparison_chart: no point was compared")
+    labels = [f"{r.map} · {r.workload} · {r.threads} thr" + (f" · {r.extra}" if r.extra else "")
+              for r in t.itertuples()]
+    n = len(t)
+    with style_context():
+        fig = Figure(figsize=(8.0, 1.6 + 0.2 * n), layout="constrained")
+        ax = fig.subplots()
+        y = np.arange(n)[::-1]
+        for yi, r in zip(y, t.itertuples()):
+            st = map_style(r.map)
+            st.pop("ls", None)
+            if r.ratio_lo == r.ratio_lo:
+                ax.hlines(yi, r.ratio_lo, r.ratio_hi, color=st["color"], lw=1.6, gid=f"ci:{r.map}")
+            sig = bool(r.significant)
+            ax.plot([r.ratio], [yi], ls="none", mfc=st["color"] if sig else "white", mew=1.3,
+                    gid=f"point:{'significant' if sig else 'not_significant'}", **st)
+        ax.axvline(1.0, color="0.15", lw=1.0, ls="--", gid="parity")
+        ax.set_xscale("log")
+        finite = t[["ratio_lo", "ratio_hi", "ratio"]].to_numpy(float).ravel()
+        finite = finite[np.isfinite(finite) & (finite > 0)]
+        lo, hi = min(finite.min(), 1.0) / 1.1, max(finite.max(), 1.0) * 1.1
+        ax.set_xlim(lo, hi)
+        _ratio_ticks(ax.xaxis, lo, hi)
+        ax.set_yticks(y, labels, fontsize=7)
+        ax.set_ylim(-0.8, n - 0.2)
+        better = "higher" if cmp.metric in ("mops",) else "lower"
+        ax.set_xlabel(f"{cmp.metric}: {b} ÷ {a} ({better} is better)")
+        ax.grid(axis="y", visible=False)
+        s = cmp.summary
+        fig.suptitle(f"{b} vs {a}: {s['faster']} faster, {s['slower']} slower, "
+                     f"{s['not significant']} not significant")
+        note = ("marker: geometric mean ratio of the runs · bar: 95% interval (Welch's t on log "
+                "values) · filled: significant, hollow: not · dashed line: 1.0, no change")
+        h = fig.get_figheight()
+        fig.text(0.005, 0.004, "\n".join(cmp.header), fontsize=6.3, color="0.35", ha="left",
+                 va="bottom", gid="provenance")
+        fig.text(0.005, 0.30 / h, note, fontsize=7, color="0.15", ha="left", va="bottom",
+                 gid="reading")
+        fig.get_layout_engine().set(rect=(0, 0.5 / h, 1, 1 - 0.5 / h))
     return fig
 
 
 def ratio_table(df, baseline="dashmap", metric="mops", index=("workload", "threads")):
     """Median `metric` of each map divided by the baseline's median, per workload × threads.
 
-    Returns a DataFrame indexed by `index`, one column per map other than the baseline
-    (NaN where either side has no verified run). Ratios > 1 mean faster than the baseline
+    Returns a DataFrame indexed by `index`, one column per map other than the baseline and
+    the reference ``null`` (NaN where either side has no verified run). For the median of
+    per-round ratios with their spread, see :func:`round_ratios`. Ratios > 1 mean faster than the baseline
     for throughput ("mops"); for "ns_per_op" read them the other way round.
     """
     index = list(index)
@@ -796,7 +1131,8 @@ def ratio_table(df, baseline="dashmap", metric="mops", index=("workload", "threa
                          f"(maps: {sorted(df['map'].astype(str).unique())})")
     med = df.groupby(index + ["map"])[metric].median().unstack("map")
     base = med[baseline]
-    out = med.drop(columns=[baseline]).div(base, axis=0)
+    out = med.drop(columns=[baseline] + [m for m in REFERENCE_MAPS if m in med.columns and m != baseline])
+    out = out.div(base, axis=0)
     out = out[_map_order(out.columns)]
     out.columns.name = f"{metric} ÷ {baseline}"
     return out
@@ -804,15 +1140,29 @@ def ratio_table(df, baseline="dashmap", metric="mops", index=("workload", "threa
 
 # --------------------------------------------------------------------------- chart sets
 
-def default_figures(df, probe_df=None):
+def default_figures(df, probe_df=None, baseline="dashmap"):
     """The chart set for a results frame: {name: Figure}, only the charts its rows support."""
     figs = {}
     sweep = _thread_sweep_rows(df)
+    names = set(df["map"].astype(str)) if "map" in df.columns else set()
     if "threads" in df.columns and sweep["threads"].nunique() >= 1:
         figs["throughput_vs_threads"] = throughput_vs_threads(df)
         figs["ns_per_op_vs_threads"] = ns_per_op_vs_threads(df)
+        if {"seqmap", baseline} <= names and "repeat" in df.columns:
+            try:
+                figs[f"seqmap_vs_{baseline}"] = ratio_chart(df, baseline=baseline)
+            except ValueError:
+                pass  # no round in which both ran a point
     if "p50_ns" in df.columns and df["p50_ns"].notna().any():
         figs["latency_percentiles"] = latency_percentiles(df)
+    if "max_stall_ns" in df.columns and df["max_stall_ns"].notna().any():
+        figs["max_stall_vs_threads"] = max_stall_vs_threads(df)
+    if "workload" in df.columns:
+        grow = df[df["workload"] == "grow"]
+        # a chart against entries needs some map measured at several sizes per thread count
+        if len(grow) and (grow.groupby(["map", "threads"])["ops"].nunique() >= 2).any() \
+                and grow["max_stall_ns"].notna().any():
+            figs["growth"] = growth(df)
     if "load_factor" in df.columns and df["load_factor"].notna().any():
         figs["throughput_vs_load_factor"] = throughput_vs_load_factor(df)
     if "theta" in df.columns and df["theta"].notna().any():

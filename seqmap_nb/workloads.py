@@ -1,7 +1,7 @@
 """Workloads: operation mixes, key distributions, and the per-thread operation streams.
 
 Everything a benchmark run executes is generated here, *before* the clock starts
-(HAZARDS 11): one stream per thread of numpy arrays (kernel op code, key, value, expected
+(compilation and key generation in the clock are how benchmarks lie): one stream per thread of numpy arrays (kernel op code, key, value, expected
 outcome) that the runner's kernel walks front to back. Generation is vectorised numpy or
 cached njit, so it costs little of a sweep's time budget.
 
@@ -24,7 +24,14 @@ name                          source                read/insert/remove/update/up
 ``ycsb_c``                    YCSB                  100 read
 ``ycsb_d``                    YCSB                  95 read / 5 insert, "latest" keys
 ``ycsb_f``                    YCSB                  50 read / 50 read-modify-write
+``grow``                      this harness          0 / 100 / 0 / 0 / 0
 ============================  ====================  ==============================
+
+``grow`` measures growth on purpose: every thread inserts fresh keys (disjoint per
+thread, bustle semantics) into a map built at the map's own default (small) capacity,
+``ops`` inserts in all, so the map ends holding ``ops`` entries and every doubling happens
+inside the clock (``Workload.default_capacity``). Elsewhere a 75% prefill of a map sized
+for the run measures reads and churn, not a resize.
 
 A custom mix is a dict of percentages over ``read, insert, remove, update, upsert, rmw``
 summing to 100 (missing names are 0). As in bustle, the mix becomes a pattern of 100
@@ -137,6 +144,9 @@ class Workload:
     prefill: float
     source: str
     description: str = field(default="", compare=False)
+    #: build the map at the map's own default capacity (``capacity`` not passed), not at
+    #: the run's: the table grows from small inside the clock
+    default_capacity: bool = False
 
 
 WORKLOADS = {
@@ -165,6 +175,9 @@ WORKLOADS = {
                  "YCSB D: read latest (status updates)"),
         Workload("ycsb_f", _mix(read=50, rmw=50), "zipf", 0.5, "YCSB",
                  "YCSB F: read-modify-write (user database)"),
+        Workload("grow", _mix(insert=100), "bustle", 0.0, "this harness",
+                 "fresh keys into a map at its default capacity: every doubling timed",
+                 default_capacity=True),
     )
 }
 

@@ -28,13 +28,13 @@ from numba.extending import (
 
 from seqmap_nb import harness, results
 from seqmap_nb import workloads as W
-from seqmap_nb._unsafe import atomic_cas, atomic_store, cpu_relax
+from seqmap_nb._unsafe import atomic_cas, atomic_store, cpu_relax, monotonic_ns
 
 pytestmark = pytest.mark.timeout(300)
 
 # ============================================================== the stand-in map
 
-M_LOCK, M_LEN, M_NEW, M_DROP, M_SYNC = range(5)
+M_LOCK, M_LEN, M_NEW, M_DROP, M_SYNC, M_STALL_AT, M_STALL_NS = range(7)
 _NJ = dict(nogil=True)  # not cached: the type lives in a test module
 
 
@@ -43,9 +43,12 @@ class StandinMap:
 
     ``sync=True``: one spinlock around every op (correct under threads). ``drop_every=N``:
     every N-th insert of a new key reports success but stores nothing (broken on purpose).
+    ``stall_at=N, stall_ms=X``: the N-th insert of a new key spins X ms first (a stall the
+    harness must see).
     """
 
-    def __init__(self, key_dtype, value_dtype, capacity=64, sync=True, drop_every=0, max_load=None):
+    def __init__(self, key_dtype, value_dtype, capacity=64, sync=True, drop_every=0, max_load=None,
+                 stall_at=0, stall_ms=0):
         if np.dtype(key_dtype) != np.uint64 or np.dtype(value_dtype) != np.uint64:
             raise TypeError("StandinMap holds uint64 keys and values only")
         # fixed capacity, roomy enough for every test's growth (no resize to get wrong)
@@ -56,8 +59,10 @@ class StandinMap:
         self._meta = np.zeros(16, np.uint64)
         self._meta[M_DROP] = drop_every
         self._meta[M_SYNC] = 1 if sync else 0
+        self._meta[M_STALL_AT] = stall_at
+        self._meta[M_STALL_NS] = int(stall_ms * 1e6)
 
-    # Python interface (COMMON.md)
+    # the Python interface every map of the registry has
     capacity = property(lambda self: len(self._st))
     load_factor = property(lambda self: len(self) / self.capacity)
 
@@ -155,6 +160,10 @@ def _insert(st, ks, vs, meta, k, v):
         _unlock(meta)
         return True, p
     meta[M_NEW] += 1
+    if meta[M_STALL_AT] != 0 and meta[M_NEW] == meta[M_STALL_AT]:  # the injected stall
+        t0 = monotonic_ns()
+        while monotonic_ns() - t0 < numba.int64(meta[M_STALL_NS]):
+            cpu_relax()
     if free < 0:
         _unlock(meta)
         raise MemoryError("StandinMap is full")
@@ -322,6 +331,14 @@ def test_run_returns_every_schema_column_with_provenance():
     assert 0 < r["cpu_share"] <= 1.1
     # bustle read_heavy: prefill 0.75 * 4096, +1% inserts, -1% removes: size unchanged
     assert r["final_len"] == 3072
+    # the stand-in has no `slots`: its capacity (in slots) is the table size
+    assert r["slots"] == r["final_slots"] == r["final_capacity"] == 1 << 15
+    assert r["sample_every"] == 64
+    # the clock's resolution is measured; percentiles never sit below it, and the longest
+    # interval between clock reads covers every sampled op, so it is at least the p99.9
+    assert r["timer_res_ns"] > 0 and r["p50_ns"] >= r["timer_res_ns"]
+    assert set(filter(None, r["lat_below_res"].split(","))) <= {"p50", "p99", "p99.9"}
+    assert r["max_stall_ns"] >= r["p999_ns"]
     assert r["schema_version"] == results.SCHEMA_VERSION
     for col in ("cpu_model", "os", "python", "numba", "numpy", "utc_time", "machine", "package_version"):
         assert isinstance(r[col], str) and r[col], col
@@ -333,7 +350,24 @@ def test_sampling_off_gives_nan_percentiles_and_still_verifies():
     df = harness.run(GOOD, workload="exchange", threads=2, capacity=1024, ops=10_000, repeats=1,
                      sample_every=0)
     assert df["verified"].all(), df["verify_detail"].tolist()
-    assert df[["p50_ns", "p99_ns", "p999_ns"]].isna().all().all()
+    assert df[["p50_ns", "p99_ns", "p999_ns", "max_stall_ns", "timer_res_ns"]].isna().all().all()
+    assert df.iloc[0]["sample_every"] == 0
+
+
+@pytest.mark.parametrize("every", [1, 3, 64])
+def test_an_injected_stall_is_the_longest_stall(every):
+    """An insert that spins 150 ms: max_stall_ns sees it whether or not that op was one of
+    the sampled ones (every 64th, op 1001 is not; every op; every 3rd), because the
+    intervals between clock reads cover every op. A max over the sampled ops alone would
+    report microseconds here."""
+    stalling = Spec("stall", stall_at=1001, stall_ms=150)
+    df = harness.run(stalling, workload="rapid_grow", threads=1, capacity=1 << 14, ops=20_000,
+                     repeats=1, sample_every=every)
+    r = df.iloc[0]
+    assert r["verified"], r["verify_detail"]
+    assert r["max_stall_ns"] >= 0.95 * 150e6
+    # ... and it is an interval of this run, not more than the whole run
+    assert r["max_stall_ns"] <= r["seconds"] * 1e9
 
 
 @pytest.mark.parametrize("workload", ["read_heavy", "exchange", "rapid_grow", "update_heavy",
@@ -434,8 +468,10 @@ def test_bad_parameters_refused():
         harness.run(GOOD, mix=dict(read=50), repeats=1)
     with pytest.raises(ValueError, match="theta"):
         harness.run(GOOD, workload="read_heavy", keys="uniform", theta=0.5, repeats=1)
-    with pytest.raises(ValueError, match="power of two"):
-        harness.run(GOOD, sample_every=3, repeats=1)
+    with pytest.raises(ValueError, match="sample_every"):
+        harness.run(GOOD, sample_every=-1, repeats=1)
+    with pytest.raises(ValueError, match="fixed table"):
+        harness.run(GOOD, workload="grow", load_factor=0.5, repeats=1)
     with pytest.raises(ValueError, match="not both"):
         harness.run(GOOD, workload="exchange", mix=dict(read=100), repeats=1)
 
@@ -448,9 +484,11 @@ def test_sweep_grid_skips_unsupported_points_with_a_warning():
     with pytest.warns(RuntimeWarning, match="skipped 1 point"):
         df = harness.sweep(grid, workload="exchange", capacity=1024, ops=4000, repeats=2,
                            progress=False)
-    assert len(df) == 6  # 3 runnable points x 2 repeats
+    # 3 runnable points x 2 repeats, and the null map (the harness alone) at every point
+    assert len(df) == 10
     assert sorted(zip(df["map"], df["threads"])) == sorted(
-        [("standin", 1)] * 2 + [("standin", 2)] * 2 + [("unsync", 1)] * 2)
+        [("standin", 1)] * 2 + [("standin", 2)] * 2 + [("unsync", 1)] * 2
+        + [("null", 1)] * 2 + [("null", 2)] * 2)
     assert df["verified"].all()
     assert len(df.attrs["skipped"]) == 1
 
@@ -458,8 +496,9 @@ def test_sweep_grid_skips_unsupported_points_with_a_warning():
 def test_sweep_over_mixes_and_thetas():
     mixes = [dict(read=100 - w, update=w) for w in (0, 50)]
     df = harness.sweep(dict(mix=mixes, theta=[0.0, 0.99]), map=GOOD, keys="zipf", threads=2,
-                       capacity=1024, ops=4000, repeats=1, progress=False)
+                       capacity=1024, ops=4000, repeats=1, progress=False, null=False)
     assert len(df) == 4 and set(df["workload"]) == {"custom"} and set(df["theta"]) == {0.0, 0.99}
+    assert set(df["map"]) == {"standin"}  # null=False: no harness-cost rows
 
 
 def test_load_factor_point_prefills_to_the_target():
@@ -467,9 +506,45 @@ def test_load_factor_point_prefills_to_the_target():
                      repeats=1)
     r = df.iloc[0]
     assert r["load_factor"] == 0.5 and r["verified"]
-    # the stand-in rounds 1024 slots up; the fill is relative to the real capacity
-    assert r["final_capacity"] == 1 << 15
+    # the stand-in rounds 1024 slots up; the fill is relative to the real slot count
+    assert r["slots"] == r["final_slots"] == 1 << 15
     assert r["final_len"] == 1 << 14 and r["final_load_factor"] == pytest.approx(0.5)
+
+
+class EntriesStandin(StandinMap):
+    """A stand-in with the other meaning of capacity: entries held without growing, the
+    table (``slots``) the next power of two >= capacity / max_load (as SeqMap's will be)."""
+
+    def __init__(self, key_dtype, value_dtype, capacity=64, max_load=0.75, **kw):
+        slots = 1 << max(4, int(-(-capacity // max_load) - 1).bit_length())
+        super().__init__(key_dtype, value_dtype, capacity=slots // 2, **kw)
+        self._slots, self._max_load = slots, max_load
+
+    capacity = property(lambda self: int(self._slots * self._max_load))
+    slots = property(lambda self: self._slots)
+
+
+class EntriesSpec(Spec):
+    def factory(self, key_dtype, value_dtype, capacity=64, **opts):
+        return EntriesStandin(key_dtype, value_dtype, capacity, **{**self.options, **opts})
+
+
+@pytest.mark.parametrize("spec, slots", [(GOOD, 1 << 15), (EntriesSpec("entries"), 1 << 15),
+                                         (EntriesSpec("entries", max_load=0.5), 1 << 15)])
+def test_load_factor_point_builds_the_asked_slot_count_under_either_capacity_meaning(spec, slots):
+    """A load-factor point of `capacity` slots: a map that doubles what it is asked for
+    (the stand-in's own rule), one whose capacity means entries (and reports `slots`), and
+    one of those that takes no max_load (it does not grow) all get a table of 2**15 slots
+    filled to alpha of it, and the rows say so."""
+    df = harness.run(spec, workload="read_heavy", load_factor=0.75, capacity=1 << 15, ops=4000,
+                     repeats=1)
+    r = df.iloc[0]
+    assert r["verified"], r["verify_detail"]
+    assert r["slots"] == r["final_slots"] == slots and r["capacity"] == 1 << 15
+    assert r["final_len"] == round(0.75 * slots)
+    # the ordinary (not load-factor) prefill stays 0.75 of the capacity, in entries
+    d = harness.run(spec, workload="read_heavy", capacity=4096, ops=4000, repeats=1).iloc[0]
+    assert d["final_len"] == 3072 and d["capacity"] == 4096
 
 
 # ============================================================== results files
@@ -493,7 +568,8 @@ def test_two_runs_concatenate_and_mismatched_schema_is_refused(tmp_path):
     old = b.copy()
     old["schema_version"] = results.SCHEMA_VERSION + 1
     old.to_csv(tmp_path / "old.csv", index=False)
-    with pytest.raises(ValueError, match=r"old\.csv.*schema version \[2\].*schema version 1"):
+    v = results.SCHEMA_VERSION
+    with pytest.raises(ValueError, match=rf"old\.csv.*schema version \[{v + 1}\].*schema version {v}"):
         results.load(tmp_path / "a", tmp_path / "old.csv")
     with pytest.raises(ValueError, match="schema"):
         results.concat([a, old])
@@ -534,7 +610,7 @@ def test_probe_study_frame_and_knuth():
             "cpu_model", "schema_version"} <= set(df.columns)
     for a in loads:
         sub = df[df["load_factor"] == a]
-        cap = int(sub["capacity"].iloc[0])
+        cap = int(sub["slots"].iloc[0])
         assert cap == 1 << 14  # built not to grow, even at 0.75 (the default max_load)
         assert sub["count"].sum() == round(a * cap)  # one probe length per key
         mean = (sub["probe_length"] * sub["count"]).sum() / sub["count"].sum()
@@ -560,3 +636,111 @@ def test_cas_refuses_removes_but_runs_ycsb():
 def test_plain_map_under_threads_is_refused_not_run():
     ok, why = harness.supported("plain", workload="exchange", threads=2)
     assert not ok and "single-thread" in why
+
+
+# ============================================================== the null map, grow, Python maps
+
+
+@pytest.mark.parametrize("workload", ["read_heavy", "exchange", "grow", "ycsb_f"])
+def test_null_map_verifies_by_its_predictable_mismatches(workload):
+    df = harness.run("null", workload=workload, threads=2, capacity=1024, ops=20_000, repeats=1)
+    r = df.iloc[0]
+    assert r["verified"], r["verify_detail"]
+    assert r["map"] == "null" and r["final_len"] == 0 and r["slots"] == 0
+    assert r["mops"] > 0 and r["p50_ns"] > 0
+
+
+def test_null_verification_can_fail():
+    """The null map's check: exactly the ops that expect a present key disagree, and the
+    map is empty. A kernel that skipped ops, or a map that holds something, fails it."""
+    from seqmap_nb.baselines.null import NullMap
+
+    s = W.bustle_streams(W.WORKLOADS["read_heavy"].mix, 1, 2000, 512, 0.75, seed=1)
+    m = NullMap(np.uint64, np.uint64)
+    want = int(np.count_nonzero((s.exp == W.EXP_PRESENT) & (s.ops != W.K_ADD)))
+    assert want > 0
+    out = dict(errors=[], bad=want, first=[(0, 0)])
+    assert harness.verify(m, s, out) == (True, "")
+    ok, why = harness.verify(m, s, dict(out, bad=want - 1))
+    assert not ok and "did not run through the checks" in why
+
+    class Holding(NullMap):
+        def items(self):
+            return np.ones(1, np.uint64), np.ones(1, np.uint64)
+    ok, why = harness.verify(Holding(np.uint64, np.uint64), s, out)
+    assert not ok and "holds 1 item" in why
+
+
+def test_grow_starts_at_the_default_capacity_and_ends_holding_every_insert():
+    pytest.importorskip("seqmap_nb.seqmap")
+    df = harness.run("seqmap", workload="grow", threads=2, ops=50_000, repeats=1)
+    r = df.iloc[0]
+    assert r["verified"], r["verify_detail"]
+    from seqmap_nb import SeqMap
+    default = SeqMap(np.uint64, np.uint64)
+    assert r["capacity"] == default.capacity and r["slots"] == harness._slots_of(default)
+    assert r["final_len"] == 50_000 and r["final_slots"] > r["slots"] and r["resizes"] > 0
+    assert r["prefill"] == 0 and r["max_stall_ns"] >= r["p999_ns"]
+    # a fixed-capacity map cannot grow: refused, with the reason
+    ok, why = harness.supported("cas", workload="grow", threads=2)
+    assert not ok and "grow" in why
+    # a capacity given explicitly is honoured (growth from there)
+    d = harness.run("seqmap", workload="grow", threads=1, ops=5000, capacity=4096, repeats=1)
+    assert d.iloc[0]["capacity"] == 4096 and d.iloc[0]["verified"]
+
+
+def test_python_level_map_is_sampled_too():
+    df = harness.run("dict_lock", workload="exchange", threads=2, capacity=1024, ops=4000,
+                     repeats=1)
+    r = df.iloc[0]
+    assert r["verified"], r["verify_detail"]
+    assert 0 < r["timer_res_ns"] and r["p50_ns"] >= r["timer_res_ns"]
+    assert r["p50_ns"] <= r["p99_ns"] <= r["p999_ns"] <= r["max_stall_ns"]
+
+
+def test_kernel_cache_guard_drops_stale_kernels(tmp_path):
+    """An edit of any source of the package (here baselines/x.py) removes every cached
+    kernel of the package: a kernel compiles in code of other files (the harness's kernel
+    inlines the maps' methods), and numba checks only its own file's timestamp. An
+    unchanged tree keeps them. (The package's one guard, ``_nbext.check_cache``.)"""
+    from seqmap_nb import _nbext
+
+    (tmp_path / "baselines").mkdir()
+    (tmp_path / "baselines" / "x.py").write_text("A = 1\n")
+    (tmp_path / "harness.py").write_text("B = 1\n")
+    _nbext.check_cache(str(tmp_path))  # first call records the digest
+    kernel = tmp_path / "__pycache__" / "harness._kernel-1.py311.nbi"
+    other = tmp_path / "baselines" / "__pycache__" / "dashmap.get1-1.py311.nbc"
+    kernel.write_text("x")
+    other.write_text("x")
+    _nbext.check_cache(str(tmp_path))
+    assert kernel.exists() and other.exists()  # nothing changed: kept
+    (tmp_path / "baselines" / "x.py").write_text("A = 2\n")
+    _nbext.check_cache(str(tmp_path))
+    assert not kernel.exists() and not other.exists()
+
+
+def test_results_of_schema_1_still_load(tmp_path):
+    df = harness.run(GOOD, workload="exchange", threads=1, capacity=512, ops=2000, repeats=1)
+    old = df.drop(columns=["slots", "final_slots", "max_stall_ns", "timer_res_ns",
+                           "lat_below_res", "sample_every"]).assign(schema_version=1)
+    old.to_csv(tmp_path / "old.csv", index=False)
+    both = results.load(tmp_path / "old.csv", results.save(df, tmp_path / "new")[0])
+    assert list(both["schema_version"]) == [1, results.SCHEMA_VERSION]
+    assert math.isnan(both.iloc[0]["max_stall_ns"]) and both.iloc[1]["max_stall_ns"] > 0
+    assert both.iloc[0]["lat_below_res"] == ""
+    assert set(results.DOCS) == set(results.COLUMNS)  # every column is documented
+    holey = pd.concat([df.assign(schema_version=1), df, df], ignore_index=True)
+    holey.loc[2, "schema_version"] = math.nan  # versions 1 and 2, and a row without one
+    with pytest.raises(ValueError, match="some rows have no schema_version"):
+        results.concat([holey])
+
+
+def test_null_rows_survive_a_csv_round_trip(tmp_path):
+    """pandas reads the text "null" as NaN by default; results.load must not."""
+    df = harness.run("null", workload="exchange", threads=1, capacity=512, ops=2000, repeats=1)
+    results.save(df, tmp_path)
+    back = results.load(tmp_path)
+    assert list(back["map"]) == ["null"] and back["verify_detail"].iloc[0] == ""
+    assert back["p50_ns"].iloc[0] == df["p50_ns"].iloc[0]
+    assert pd.isna(back["theta"].iloc[0])  # numbers still read NaN as missing

@@ -258,7 +258,12 @@ def test_each_map_has_one_colour_in_every_chart():
     for name, colours in seen.items():
         assert colours == {P.MAP_STYLES[name]["color"].lower()}, name
     assert len({s["color"] for s in P.MAP_STYLES.values()}) == len(P.MAP_STYLES)  # all distinct
-    assert {s["color"] for s in P.MAP_STYLES.values()} <= set(P.OKABE_ITO.values())
+    contestants = {n: s for n, s in P.MAP_STYLES.items() if n not in P.REFERENCE_MAPS}
+    assert {s["color"] for s in contestants.values()} <= set(P.OKABE_ITO.values())
+    # references (the null map) are achromatic and dotted: never mistaken for a contestant
+    for name in P.REFERENCE_MAPS:
+        r, g, b = matplotlib.colors.to_rgb(P.MAP_STYLES[name]["color"])
+        assert r == g == b and P.MAP_STYLES[name]["ls"] == ":"
 
 
 def test_unknown_map_colour_is_stable_and_not_a_known_maps():
@@ -300,7 +305,7 @@ def test_latency_percentiles():
     assert np.allclose(seq.get_ydata(), [1e3 / 60, 1e4 / 60, 1e5 / 60])
     assert [t.get_text() for t in ax.get_xticklabels()] == ["p50", "p99", "p99.9"]
     one = P.latency_percentiles(thread_frame(), threads=1)
-    assert "1 threads" in panels(one)[0].get_title()
+    assert panels(one)[0].get_title().endswith("· 1 thread")
     with pytest.raises(ValueError, match="sampled latencies"):
         P.latency_percentiles(thread_frame(maps=("seqmap",)).assign(p50_ns=np.nan))
 
@@ -418,3 +423,136 @@ def test_default_figures_and_save(tmp_path):
     assert len(paths) == 2
     for p in paths:
         assert open(p, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+# --------------------------------------------------------------------------- reading the charts
+
+def _reading(fig):
+    (t,) = [t for t in fig.texts if t.get_gid() == "reading"]
+    return t.get_text()
+
+
+def test_every_chart_says_what_its_band_is_and_what_the_mix_codes_mean():
+    text = _reading(P.throughput_vs_threads(thread_frame(maps=("seqmap", "dashmap"))))
+    assert "median of 3 runs per point" in text and "band: min–max of those runs" in text
+    assert "% read / insert / remove / update / upsert" in text
+    two = _reading(P.ns_per_op_vs_threads(thread_frame(maps=("seqmap",), repeats=2)))
+    assert "median of 2 runs" in two
+    one = _reading(P.throughput_vs_threads(thread_frame(maps=("seqmap",), repeats=1)))
+    assert "median of 1 run per point" in one and "band" not in one  # no band is drawn
+    assert "band: min–max" in _reading(P.contention(contention_frame(), by="theta"))
+
+
+def test_null_map_is_a_grey_dotted_reference_and_no_contestant():
+    df = pd.concat([thread_frame(maps=("seqmap", "dashmap")),
+                    thread_frame(maps=("seqmap",)).assign(map="null", mops=500.0, ns_per_op=2.0)],
+                   ignore_index=True)
+    ax = panels(P.ns_per_op_vs_threads(df))[0]  # the floor under every map's ns/op
+    (line,) = series(ax, "null")
+    assert line.get_linestyle() == ":" and matplotlib.colors.to_hex(line.get_color()) == "#8c8c8c"
+    assert series(ax, "seqmap")[0].get_linestyle() == "-"
+    assert "null (grey, dotted): the harness alone" in _reading(ax.figure)
+    # on a throughput axis it would squeeze the maps into a corner: out, unless named
+    assert not series(panels(P.throughput_vs_threads(df))[0], "null")
+    assert series(panels(P.throughput_vs_threads(df, maps=["seqmap", "null"]))[0], "null")
+    assert "null" not in P.ratio_table(df).columns
+    assert set(P.round_ratios(df)["map"]) == {"seqmap"}
+
+
+def _rounds_frame():
+    """seqmap and dashmap over three rounds whose per-round ratios (1, 0.5, 2) have a
+    median (1.0) far from the ratio of the medians (20 / 15 = 1.33)."""
+    rows = []
+    for t in (1, 2):
+        for rep, (s, d) in enumerate([(10, 10), (20, 40), (30, 15)]):
+            rows.append(_row(map="seqmap", threads=t, repeat=rep, mops=s * t))
+            rows.append(_row(map="dashmap", threads=t, repeat=rep, mops=d * t))
+    return pd.DataFrame(rows)
+
+
+def test_round_ratios_are_the_median_of_per_round_ratios():
+    df = _rounds_frame()
+    rr = P.round_ratios(df, baseline="dashmap")
+    assert list(rr.columns) == ["map", "workload", "threads", "median", "lo", "hi", "n"]
+    assert np.allclose(rr["median"], 1.0) and np.allclose(rr["lo"], 0.5) and np.allclose(rr["hi"], 2.0)
+    assert list(rr["n"]) == [3, 3]
+    assert np.allclose(P.ratio_table(df)["seqmap"], 20 / 15)  # the other summary, for contrast
+    with pytest.raises(ValueError, match="baseline map 'nope'"):
+        P.round_ratios(df, baseline="nope")
+
+
+def test_ratio_chart_draws_medians_spreads_and_the_parity_line():
+    fig = P.ratio_chart(_rounds_frame(), baseline="dashmap")
+    (ax,) = panels(fig)
+    (line,) = series(ax, "seqmap")
+    assert list(line.get_xdata()) == [1, 2] and np.allclose(line.get_ydata(), [1.0, 1.0])
+    (spread,) = [c for c in ax.collections if c.get_gid() == "spread:seqmap"]
+    segs = spread.get_segments()
+    assert [tuple(np.round(s[:, 1], 6)) for s in segs] == [(0.5, 2.0), (0.5, 2.0)]
+    parity = [ln for ln in ax.get_lines() if ln.get_gid() == "parity"]
+    assert len(parity) == 1 and list(parity[0].get_ydata()) == [1.0, 1.0]
+    assert ax.get_yscale() == "log"
+    text = _reading(fig)
+    assert "median of the 3 per-round ratios" in text and "min–max of the per-round ratios" in text
+    assert "1.0" in text
+
+
+def test_latency_chart_is_honest_below_the_timer_resolution():
+    df = thread_frame(maps=("seqmap", "dashmap"), workloads=("read_heavy",), threads=(2,))
+    df["timer_res_ns"] = 10.0
+    df["lat_below_res"] = ""
+    seq = df["map"] == "seqmap"
+    df.loc[seq, "p50_ns"] = 10.0   # recorded as the resolution ...
+    df.loc[seq & (df["repeat"] == 0), "lat_below_res"] = "p50"   # ... in one run of three
+    fig = P.latency_percentiles(df)
+    (ax,) = panels(fig)
+    hollow = [ln for ln in ax.get_lines() if (ln.get_gid() or "").startswith("below_res:")]
+    assert [ln.get_gid() for ln in hollow] == ["below_res:seqmap"]
+    assert np.allclose(hollow[0].get_xdata(), [-math.log10(0.5)]) and hollow[0].get_mfc() == "white"
+    res = [ln for ln in ax.get_lines() if ln.get_gid() == "timer_res"]
+    assert len(res) == 1 and list(res[0].get_ydata()) == [10.0, 10.0]
+    assert "at most" in _reading(fig)
+    # without flags nothing is hollow
+    df["lat_below_res"] = ""
+    ax = panels(P.latency_percentiles(df))[0]
+    assert not [ln for ln in ax.get_lines() if (ln.get_gid() or "").startswith("below_res:")]
+
+
+def _grow_frame():
+    rows = []
+    for m, stall in (("seqmap", 1e6), ("dashmap", 1e5), ("null", 1e3)):
+        for t in (1, 2):
+            for ops in (1 << 16, 1 << 18, 1 << 20):
+                for rep in range(2):
+                    rows.append(_row(map=m, workload="grow", mix=json.dumps(dict(insert=100)),
+                                     threads=t, ops=ops, repeat=rep, mops=BASE.get(m, 300.0),
+                                     max_stall_ns=stall * ops / (1 << 16), prefill=0.0))
+    return pd.DataFrame(rows)
+
+
+def test_growth_chart_throughput_and_stall_against_entries():
+    fig = P.growth(_grow_frame())
+    axes = panels(fig)
+    assert len(axes) == 4  # two thread counts, two rows each
+    tops = [ax for ax in axes if ax.get_title()]
+    bottoms = [ax for ax in axes if not ax.get_title()]
+    assert [ax.get_title() for ax in tops] == ["1 thread", "2 threads"]
+    top, bottom = tops[0], bottoms[0]
+    assert "Mop/s" in top.get_ylabel() and "stall" in bottom.get_ylabel()
+    (seq,) = series(bottom, "seqmap")
+    assert list(seq.get_xdata()) == [1 << 16, 1 << 18, 1 << 20]
+    assert np.allclose(seq.get_ydata(), [1e6, 4e6, 16e6])
+    assert bottom.get_yscale() == "log" and top.get_xscale() == "log"
+    figs = P.default_figures(_grow_frame())
+    assert "growth" in figs and "max_stall_vs_threads" in figs
+    with pytest.raises(ValueError, match="grow"):
+        P.growth(thread_frame(maps=("seqmap",)).assign(max_stall_ns=1.0))
+
+
+def test_max_stall_vs_threads():
+    df = thread_frame(maps=("seqmap", "dashmap")).assign(max_stall_ns=1e5)
+    fig = P.max_stall_vs_threads(df)
+    assert all(ax.get_yscale() == "log" for ax in panels(fig))
+    assert series(panels(fig)[0], "seqmap")
+    with pytest.raises(ValueError, match="max_stall_ns"):
+        P.max_stall_vs_threads(thread_frame(maps=("seqmap",)).assign(max_stall_ns=np.nan))

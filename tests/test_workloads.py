@@ -33,7 +33,11 @@ def test_mix_table_matches_the_sources():
     assert m["ycsb_c"] == (100, 0, 0, 0, 0, 0)
     assert m["ycsb_d"] == (95, 5, 0, 0, 0, 0)
     assert m["ycsb_f"] == (50, 0, 0, 0, 0, 50)
+    assert m["grow"] == (0, 100, 0, 0, 0, 0)
     assert W.WORKLOADS["ycsb_d"].keys == "latest"
+    # only grow builds its map at the map's own default capacity
+    assert [n for n, w in W.WORKLOADS.items() if w.default_capacity] == ["grow"]
+    assert W.WORKLOADS["grow"].keys == "bustle" and W.WORKLOADS["grow"].prefill == 0.0
     assert [W.WORKLOADS[n].prefill for n in ("read_heavy", "exchange", "rapid_grow")] == [0.75, 0.75, 0.0]
 
 
@@ -295,3 +299,13 @@ def test_streams_are_deterministic_per_seed():
     c = W.shared_streams(W.WORKLOADS["ycsb_a"].mix, "zipf", 2, 1000, 500, seed=15)
     assert np.array_equal(a.keys, b.keys) and np.array_equal(a.ops, b.ops)
     assert not np.array_equal(a.keys, c.keys)
+
+
+def test_grow_streams_insert_fresh_disjoint_keys_and_end_holding_all():
+    wl = W.WORKLOADS["grow"]
+    s = W.bustle_streams(wl.mix, 3, 4000, 16, wl.prefill, seed=9)
+    assert len(s.prefill_keys) == 0
+    assert (s.ops == W.K_INSERT).all() and (s.exp == W.EXP_ABSENT).all()
+    keys = s.keys.ravel()
+    assert len(np.unique(keys)) == keys.size  # fresh, and disjoint between threads
+    assert sorted(map(int, s.final_keys)) == sorted(map(int, keys))  # the map ends holding every key

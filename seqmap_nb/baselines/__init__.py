@@ -17,6 +17,11 @@ typed_dict     numba.typed.Dict, single thread
 dict_lock      Python dict + threading.Lock, driven from Python threads
 =============  ==========================================================================
 
+:data:`INSTRUMENTS` holds maps that measure the harness rather than a design: ``null``
+(operations that touch no table: the harness's own cost per op). The harness and the
+``seqmap-nb`` command find them by name like the maps above; they are not in
+``REGISTRY``, whose every map holds what it is given.
+
 The registry::
 
     from seqmap_nb.baselines import REGISTRY, get_spec, make_map, names
@@ -40,7 +45,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 
-__all__ = ["MapSpec", "REGISTRY", "NEEDS", "get_spec", "make_map", "names"]
+__all__ = ["MapSpec", "REGISTRY", "INSTRUMENTS", "NEEDS", "get_spec", "make_map", "names"]
 
 #: every need a workload may declare to :meth:`MapSpec.check`
 NEEDS = frozenset({"read", "insert", "update", "upsert", "add", "remove", "records", "grow", "njit"})
@@ -163,6 +168,19 @@ REGISTRY = {
             "dict_lock", "Python dict guarded by threading.Lock: what a Python user writes first",
             "seqmap_nb.baselines.dict_lock:DictLockMap", thread_safe=True, njit=False, max_threads=None,
             supports_remove=True, supports_records=True, grows=True),
+    )
+}
+
+#: maps that measure the harness itself, not a design (see the module docstring)
+INSTRUMENTS = {
+    s.name: s
+    for s in (
+        MapSpec(
+            "null", "operations that touch no table: what the harness itself costs per op",
+            "seqmap_nb.baselines.null:NullMap", thread_safe=True, njit=True, max_threads=None,
+            supports_remove=True, supports_records=False, grows=True,
+            key_kinds="int64-only", value_kinds="int64-only",
+            notes="answers every op 'absent'; verified by its predictable mismatches, not its contents"),
     )
 }
 
