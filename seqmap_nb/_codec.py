@@ -1,7 +1,7 @@
 """Keys and values as 64-bit words: dtype validation and the encoding both layers share.
 
 Every cell and every slot stores its key and value as whole little-endian 64-bit words,
-so that the seqlock can copy them with word-sized atomic loads (HAZARDS 4) whatever the
+so that the seqlock can copy them with word-sized atomic loads (plain loads there could be merged, split or hoisted by the compiler) whatever the
 dtype. The *canonical word form* of an item of dtype ``dt``:
 
     the item's native-byte-order bytes, zero-padded to ``nwords(dt) * 8`` bytes,

@@ -255,8 +255,11 @@ SLOTS0 = BS0 + NSTRIPES * LINE_WORDS  # first slot's sequence word
 GROUP_LOG2 = 3  # home slots per insert counter: 8
 CHUNK_LOG2 = 9  # slots per move chunk: 512
 CLEAR_LOG2 = 12  # slots per clear chunk: 4096
-#: keys ahead whose home slot a batch call prefetches
+#: keys ahead whose home slot a batch write prefetches
 BATCH_PREFETCH = 8
+#: keys per group of a batch lookup (``lookup_many``): all of a group's home slots are
+#: prefetched before any is probed
+BATCH_GROUP = 16
 MAX_LOG2 = 35  # 2**35 slots (1 TiB of u64/u64 slots): "absurd" above; a stripe then counts < 2**31
 
 # SYNC levels (a compile-time literal): 0 (False) PlainMap, everything unsynchronised;
@@ -529,12 +532,11 @@ def _chunks_done(words, mask, home, last, tag):
     return True
 
 
-@njit(**JIT)
-def lookup_moving(e, o, n, hv, key, st, vals, last, KW, VW, SW):
+@njit(inline="always", **JIT)
+def _moving_answer(e, o, n, hv, key, st, vals, last, KW, VW, SW):
     """G2 in a move phase, after the probe of BUF `o` returned (st, vals, last): the answer
     from NEXT `n` if every chunk of that probe is done, else BUF's (see "reads during a
-    move"). Returns (status, value words); PROBE_WAIT sends the caller back to G1.
-    Not inlined: move phases are rare, and the inlined fast path stays short."""
+    move"). Returns (status, value words); PROBE_WAIT sends the caller back to G1."""
     if n == 0 or n == o:  # the publication is under way (G1): start over
         return PROBE_WAIT, vals
     ow = buf_view(o)
@@ -547,13 +549,34 @@ def lookup_moving(e, o, n, hv, key, st, vals, last, KW, VW, SW):
     return st2, vals2
 
 
+@njit(**JIT)
+def lookup_slow(h, key, hv, KW, VW, SW):
+    """G1-G3 of a lookup that met a move phase (odd EPOCH). Not inlined: move phases are
+    rare, and a call inside the inlined fast path (even in a branch never taken) cost a
+    batch lookup loop half its speed (its values then go through memory around the call)."""
+    step = 0
+    while True:
+        e, o, n = current(h, True)
+        words = buf_view(o)
+        st, vals, last = probe(words, _mask(words), hv, key, KW, VW, SW, True)
+        if st != PROBE_WAIT and (e & _U(1)):
+            st, vals = _moving_answer(e, o, n, hv, key, st, vals, last, KW, VW, SW)
+        if st == PROBE_WAIT:
+            add_stat(h, ST_RETRY, 1, True)
+            step = backoff(step)
+            continue
+        if not epoch_changed(h, e, True):
+            return st == PROBE_HIT, vals
+
+
 @njit(inline="always", **JIT)
 def lookup(h, key, KW, VW, SW, SYNC):
     """G1-G3. Returns (found, value words).
 
     A retry adds one to the map's read-retry count where it happens (the wait path), so no
     counter stays live across the caller's loop: inlined into a user's njit loop, every
-    register it holds is one the loop may have to spill.
+    register it holds is one the loop may have to spill. A move phase leaves the inlined
+    code at once for :func:`lookup_slow`.
 
     Inlined into every caller: as a called function the synchronised version ran ~3x
     slower than its inlined form in batch loops (measured with ``seqmap_nb.micro``)."""
@@ -561,11 +584,12 @@ def lookup(h, key, KW, VW, SW, SYNC):
     step = 0
     while True:
         e, o, n = current(h, SYNC)
+        if lit(SYNC):
+            if e & _U(1):
+                return lookup_slow(h, key, hv, KW, VW, SW)
         words = buf_view(o)
         st, vals, last = probe(words, _mask(words), hv, key, KW, VW, SW, SYNC)
         if lit(SYNC):
-            if st != PROBE_WAIT and (e & _U(1)):
-                st, vals = lookup_moving(e, o, n, hv, key, st, vals, last, KW, VW, SW)
             if st == PROBE_WAIT:
                 add_stat(h, ST_RETRY, 1, SYNC)  # counted here: no counter live across the loop
                 step = backoff(step)
@@ -598,54 +622,73 @@ def prefetch_ahead(h, keys, j, n, KW, SW, SYNC):
         prefetch_home(addr, mask, hash_words(load_words(keys, (j + pf) * lit(KW), KW, False)), SW)
 
 
-@njit(inline="always", **JIT)
-def lookup_many(h, keys, out, found, KW, VW, SW, SYNC):
-    """``get_many``: G1-G3 for every key, with G1 done once and reused as long as each
-    key's G3 passes, and the home slots of the next keys prefetched. Returns the retries.
-
-    A key whose G3 passes read EPOCH == e after its probe, and EPOCH was e when G1 read it;
-    it only grows, so it was e all along, and a G1 at the key's start would have read the
-    same e and (BUF being stored before EPOCH) a BUF no older than ours: the key's lookup
-    is exactly a full G1-G3. A failed G3 redoes G1 and the key over.
-
-    Batch lookups know their keys in advance: while key ``j`` is probed, the home slot of
-    key ``j + BATCH_PREFETCH`` is prefetched, so several cache misses are in flight at
-    once instead of as many as fit in the core's reorder window."""
+@njit(**JIT)
+def _lookup_rest(h, keys, out, found, j0, KW, VW, SW):
+    """``lookup_many`` from key `j0` on, one full lookup per key (a move phase)."""
     kw = lit(KW)
     vw = lit(VW)
-    pf = lit(BATCH_PREFETCH)
+    for j in range(j0, found.shape[0]):
+        key = load_words(keys, j * kw, KW, False)
+        f, vals = lookup_slow(h, key, numba.int64(hash_words(key)), KW, VW, SW)
+        found[j] = f
+        store_words(out, j * vw, vals, False)
+
+
+@njit(inline="always", **JIT)
+def lookup_many(h, keys, out, found, KW, VW, SW, SYNC):
+    """``get_many``: G1-G3 for every key, in groups of ``BATCH_GROUP`` keys: hash the group's
+    keys and prefetch their home slots, then probe them; one G1 before the group and one
+    G3 after it. Returns the read retries.
+
+    Group prefetching (Chen, Ailamaki, Gibbons, Mowry, "Improving hash join performance
+    through prefetching", ICDE 2004): the prefetches of a whole group are in flight at once
+    (a prefetch is never held back by the probes' branches), and the probes then find
+    their lines in cache, instead of each probe's miss waiting behind the previous one's
+    mispredicted branches. Why one G1-G3 per group is a G1-G3 per key: every probe of the
+    group runs after the group's G1 and before its G3, and when G3 reads EPOCH == e, EPOCH
+    was e throughout (it only grows). A failed G3, or a key whose slot was locked or torn
+    (PROBE_WAIT), redoes the group. A move phase hands the rest of the batch to the
+    per-key path (``_lookup_rest``): no call is left inside the loop."""
+    kw = lit(KW)
+    vw = lit(VW)
+    grp = lit(BATCH_GROUP)
     n_keys = found.shape[0]
+    hvs = np.empty(grp, np.int64)
     retries = 0
     step = 0
-    e, o, n = current(h, SYNC)
-    words = buf_view(o)
-    mask = _mask(words)
     j = 0
     while j < n_keys:
-        if j + pf < n_keys:
-            prefetch_home(o, mask, hash_words(load_words(keys, (j + pf) * kw, KW, False)), SW)
-        key = load_words(keys, j * kw, KW, False)
-        hv = numba.int64(hash_words(key))
-        st, vals, last = probe(words, mask, hv, key, KW, VW, SW, SYNC)
+        e, o, n = current(h, SYNC)
         if lit(SYNC):
-            if st != PROBE_WAIT and (e & _U(1)):
-                st, vals = lookup_moving(e, o, n, hv, key, st, vals, last, KW, VW, SW)
-            if st == PROBE_WAIT:  # a locked slot or a torn copy: back off, G1, this key again
-                retries += 1
-                step = backoff(step)
-                e, o, n = current(h, SYNC)
-                words = buf_view(o)
-                mask = _mask(words)
-                continue
-        if epoch_changed(h, e, SYNC):  # G3
-            e, o, n = current(h, SYNC)
-            words = buf_view(o)
-            mask = _mask(words)
+            if e & _U(1):
+                break
+        words = buf_view(o)
+        mask = _mask(words)
+        end = min(j + grp, n_keys)
+        for q in range(j, end):  # stage 1: hash and prefetch the group
+            hv = numba.int64(hash_words(load_words(keys, q * kw, KW, False)))
+            hvs[q - j] = hv
+            prefetch_home(o, mask, hv, SW)
+        ok = True
+        for q in range(j, end):  # stage 2: probe
+            st, vals, last = probe(words, mask, hvs[q - j], load_words(keys, q * kw, KW, False),
+                                   KW, VW, SW, SYNC)
+            if lit(SYNC):
+                if st == PROBE_WAIT:  # a locked slot or a torn copy: back off, the group again
+                    ok = False
+                    break
+            found[q] = st == PROBE_HIT
+            store_words(out, q * vw, vals, False)  # zero words on a miss
+        if not ok:
+            retries += 1
+            step = backoff(step)
             continue
-        found[j] = st == PROBE_HIT
-        store_words(out, j * vw, vals, False)  # zero words on a miss
+        if epoch_changed(h, e, SYNC):  # G3, for the whole group
+            continue
         step = 0
-        j += 1
+        j = end
+    if j < n_keys:  # a move phase: the rest key by key
+        _lookup_rest(h, keys, out, found, j, KW, VW, SW)
     return retries
 
 

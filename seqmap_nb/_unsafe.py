@@ -23,11 +23,11 @@ Rules for every intrinsic in this file
   ``ldar``/``stlr`` and fences are ``dmb`` instructions: real, if small, costs.
 
 Besides the atomics: :func:`cpu_relax` (``pause`` / ``yield``), :func:`sched_yield`,
-:func:`backoff` (spin, then give the CPU away: HAZARDS 5), :func:`cycles`
+:func:`backoff` (spin, then give the CPU away), :func:`cycles`
 (``llvm.readcyclecounter``) and :func:`monotonic_ns` (``clock_gettime``), bit casts
 between floats and integers, and raw aligned memory (:func:`raw_alloc`,
 :func:`raw_free`, :func:`raw_words`) for table buffers that must never be freed under a
-reader's feet by reference counting (HAZARDS 1: see ``_seqlock``).
+reader's feet by reference counting (see ``_lifecycle``).
 """
 import platform
 
@@ -283,7 +283,7 @@ def backoff(step):
     Steps ``0..SPIN_LIMIT`` spin ``2**step`` ``pause``s (1 .. 64: a short critical section
     on another core is usually over by then); later steps call ``sched_yield`` so that a
     writer preempted while holding a cell (more threads than cores) gets the CPU back
-    instead of readers burning whole time slices on it (HAZARDS 5). Callers start at 0
+    instead of readers burning whole time slices on it. Callers start at 0
     and keep the returned value: ``step = backoff(step)``.
     """
     if step <= SPIN_LIMIT:
@@ -332,7 +332,7 @@ def cycles(typingctx):
 
 @intrinsic
 def monotonic_ns(typingctx):
-    """``clock_gettime(CLOCK_MONOTONIC)`` in nanoseconds as int64 (numba has no clock, HAZARDS 10)."""
+    """``clock_gettime(CLOCK_MONOTONIC)`` in nanoseconds as int64 (nopython code has no ``time``)."""
     sig = types.int64()
 
     def codegen(context, builder, signature, args):

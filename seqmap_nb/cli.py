@@ -31,9 +31,9 @@ import sys
 import time
 import warnings
 
-#: the embedded default sweep
+#: the embedded default sweep (its maps: the registry's list, see default_maps)
 DEFAULTS = dict(
-    maps=("seqmap", "dashmap", "global_lock", "plain", "typed_dict", "dict_lock", "null"),
+    maps=None,
     workloads=("read_heavy", "exchange", "rapid_grow", "grow"),
     threads=(1, 2, 4, 8, 256),
     capacity=1 << 16,
@@ -43,7 +43,7 @@ DEFAULTS = dict(
     repeats=3,
 )
 QUICK = dict(
-    maps=("seqmap", "dashmap", "global_lock", "plain", "dict_lock", "null"),
+    maps=None,  # the default maps but typed_dict (quick: one map fewer to compile)
     workloads=("read_heavy", "exchange", "rapid_grow", "grow"),
     threads=(1, 2, 16),
     capacity=1 << 12,
@@ -119,7 +119,7 @@ def _parser():
                                    "verify every run, write results.csv and charts.",
                        epilog=_times_epilog())
     b.add_argument("--maps", type=_csv(str),
-                   help=f"comma-separated map names (default: {','.join(DEFAULTS['maps'])}; also cas)")
+                   help=f"comma-separated map names (default: {','.join(default_maps())}; also cas)")
     b.add_argument("--workloads", type=_csv(str),
                    help=f"comma-separated workloads (default: {','.join(DEFAULTS['workloads'])})")
     b.add_argument("--threads", type=_csv(int), help="comma-separated thread counts (default: 1,2,4,8,256)")
@@ -235,6 +235,14 @@ def _ops_for(spec, ops, threads):
     return ops if spec.njit else max(threads, int(ops * PY_OPS_SHARE))
 
 
+def default_maps(quick=False):
+    """The maps of the default sweep: the registry's list (``baselines.default_maps``)."""
+    from .baselines import default_maps as registry_defaults
+
+    maps = registry_defaults()
+    return tuple(m for m in maps if m != "typed_dict") if quick else maps
+
+
 def plan(conf):
     """The points of a bench sweep: [(map, workload, threads, ops, capacity)] a map can run,
     and [(map, workload, threads, reason)] for the ones it cannot. ``capacity`` is None for
@@ -296,6 +304,7 @@ def bench(args):
     _quiet_numba()
     t_start = time.perf_counter()
     conf = dict(QUICK if args.quick else DEFAULTS)
+    conf["maps"] = default_maps(args.quick)
     for key in ("maps", "workloads", "threads", "capacity", "ops", "repeats"):
         v = getattr(args, key)
         if v is not None:
@@ -335,36 +344,19 @@ def bench(args):
 
     harness.precompile(running, sample_every=args.sample_every, progress=report)
     pre_s = time.perf_counter() - t_pre
-    frames = []
-    from tqdm.auto import tqdm
-
-    # repeats are the outer loop: every point is measured once per round, so a slow spell of
-    # a shared machine lands on one repetition of many points (the median absorbs it), not
-    # on all repetitions of one point (which would bias that map's ratio)
-    runs = [(rep, pt) for rep in range(conf["repeats"]) for pt in points]
-    bar = tqdm(runs, desc="bench", disable=args.no_progress, file=sys.stderr)
-    refused = set()
-    for rep, (name, wl, n, ops, cap) in bar:
-        if (name, wl, n) in refused:
-            continue
-        bar.set_postfix_str(f"round {rep + 1}: {name} {wl} {n}t", refresh=False)
-        try:
-            df1 = harness.run(name, workload=wl, threads=n, capacity=cap, ops=ops, repeats=1,
-                              seed=args.seed, machine=args.machine, sample_every=args.sample_every)
-        except harness.UnsupportedRun as exc:
-            skipped.append((name, wl, n, str(exc)))
-            refused.add((name, wl, n))
-            continue
-        df1["repeat"] = rep  # the same streams every round (same seed), as harness.run repeats
-        frames.append(df1)
-    bar.close()
-    if not frames:
+    # the harness's one sweep driver: rounds outermost (see harness.run_points), the same
+    # streams every round (same seed), as harness.run's repeats
+    pts = [dict(map=name, workload=wl, threads=n, capacity=cap, ops=ops)
+           for name, wl, n, ops, cap in points]
+    df = harness.run_points(pts, rounds=conf["repeats"], progress=not args.no_progress, desc="bench",
+                            seed=args.seed, machine=args.machine, sample_every=args.sample_every)
+    for label, why in df.attrs["skipped"]:  # refused at run time (plan() checked the rest)
+        p = dict(kv.split("=", 1) for kv in label.split())
+        skipped.append((p.get("map"), p.get("workload"), int(p.get("threads", 0)), why))
+    if df.empty:
         _print_skipped(skipped, sys.stderr)
         print("seqmap-nb: no map could run any point (reasons above)", file=sys.stderr)
         return 1
-    import pandas as pd
-
-    df = pd.concat(frames, ignore_index=True)
     paths = results.save(df, out)
     charts = [] if args.no_charts else _charts(df, out)
     _report(df, skipped, paths + charts, time.perf_counter() - t_start, pre_s)

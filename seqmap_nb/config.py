@@ -4,7 +4,7 @@ Decorators read these instead of repeating literals (one place to turn caching o
 bounds checking on and off while debugging).
 
 - ``NOGIL``: every kernel releases the GIL; a kernel that does not silently serialises
-  the Python threads that drive it (HAZARDS 6).
+  the Python threads that drive it.
 - ``CACHE``: on-disk caching of compiled kernels. Kernels that call the intrinsics of
   :mod:`seqmap_nb._unsafe` pickle and cache fine; ``tests/test_unsafe.py`` proves it.
   Set ``SEQMAP_NB_NO_CACHE=1`` to disable (e.g. when timing compilation).

@@ -111,15 +111,18 @@ from . import workloads as W
 from ._unsafe import atomic_fetch_add, atomic_load, atomic_store, cpu_relax, cycles, monotonic_ns
 from .config import JIT, LINE_WORDS
 
-__all__ = ["run", "sweep", "supported", "probe_study", "verify", "precompile", "UnsupportedRun",
+__all__ = ["run", "sweep", "run_points", "supported", "probe_study", "verify", "precompile", "UnsupportedRun",
            "MAX_THREADS", "resolve_spec", "DEFAULT_MAPS", "DEFAULT_CAPACITY", "known_maps",
            "cycle_calibration"]
 
 #: the most threads one run may start (oversubscription is a supported case up to here)
 MAX_THREADS = 4096
-#: maps of the default sweeps, in chart order (``cas`` has no delete, so it runs none of
-#: the default workloads; name it to run it on the ones it can)
-DEFAULT_MAPS = ("seqmap", "dashmap", "global_lock", "plain", "typed_dict", "dict_lock", "null")
+#: maps of the default sweeps, in chart order: the registry's list (``baselines.default_maps``;
+#: ``cas`` has no delete, so it runs none of the default workloads; name it to run it on
+#: the ones it can)
+from .baselines import default_maps as _default_maps  # noqa: E402 (the registry imports nothing heavy)
+
+DEFAULT_MAPS = _default_maps()
 #: the capacity of a run that names none (``grow`` builds the map at the map's own default)
 DEFAULT_CAPACITY = 1 << 16
 #: key and value dtypes the harness streams can drive (64-bit integers: values carry a tag)
@@ -1186,8 +1189,10 @@ def precompile(maps, key_dtype="uint64", value_dtype="uint64", sample_every=64, 
 def sweep(grid, progress=True, null=True, **fixed):
     """:func:`run` over the cartesian product of `grid` (dict: parameter -> list of values).
 
-    Other keyword arguments are passed to every run. Points a map cannot run are skipped
-    with one warning listing them (also in ``df.attrs["skipped"]``). Returns one frame.
+    Other keyword arguments are passed to every run. ``repeats`` (default 3, as for
+    :func:`run`) becomes the number of interleaved rounds (:func:`run_points`). Points a
+    map cannot run are skipped with one warning listing them (also in
+    ``df.attrs["skipped"]``). Returns one frame.
 
     `null` (default True): the ``null`` map (operations that touch no table) runs every
     point too, so the frame carries the harness's own cost beside the maps' (its rows have
@@ -1213,25 +1218,47 @@ def sweep(grid, progress=True, null=True, **fixed):
         if isinstance(v, (str, bytes, dict)) or not hasattr(v, "__iter__"):
             raise ValueError(f"sweep: grid[{n!r}] must be a list of values, got {v!r}")
         values.append(list(v))
-    points = list(itertools.product(*values))
-    frames, skipped = [], []
-    bar = _progress(total=len(points), disable=not progress, desc="sweep")
-    try:
-        for combo in points:
-            point = dict(zip(names, combo))
-            bar.set_postfix_str(_point_label(point), refresh=False)
-            try:
-                frames.append(run(**point, **fixed))
-            except UnsupportedRun as exc:
-                skipped.append((_point_label(point), str(exc)))
-            bar.update(1)
-    finally:
-        bar.close()
+    points = [dict(zip(names, combo)) for combo in itertools.product(*values)]
+    rounds = _check_int("repeats", fixed.pop("repeats", 3), 1)
+    df = run_points(points, rounds=rounds, progress=progress, **fixed)
+    skipped = df.attrs["skipped"]
     if skipped:
         lines = "\n".join(f"  {p}: {why}" for p, why in skipped[:20])
         more = f"\n  ... and {len(skipped) - 20} more" if len(skipped) > 20 else ""
         warnings.warn(f"sweep: skipped {len(skipped)} point(s) a map cannot run:\n{lines}{more}",
                       RuntimeWarning, stacklevel=2)
+    return df
+
+
+def run_points(points, rounds=1, progress=True, desc="sweep", **fixed):
+    """The one sweep driver (``sweep`` and ``seqmap-nb bench`` both run through it): every
+    point (a dict of :func:`run` arguments, `fixed` added to each) once per round, rounds
+    outermost, so that a slow spell of a shared machine lands on one repetition of many
+    points (the median absorbs it), not on every repetition of one point (which would bias
+    that map's ratios). A row's ``repeat`` is its round. Points a map cannot run are
+    skipped (once), listed in ``df.attrs["skipped"]`` as (point label, reason)."""
+    rounds = _check_int("rounds", rounds, 1)
+    if "repeats" in fixed:
+        raise ValueError("run_points: give rounds=, not repeats= (every run is one repetition)")
+    frames, skipped, refused = [], [], set()
+    bar = _progress(total=rounds * len(points), disable=not progress, desc=desc)
+    try:
+        for rnd in range(rounds):
+            for i, point in enumerate(points):
+                label = _point_label(point)
+                bar.set_postfix_str(f"round {rnd + 1}: {label}", refresh=False)
+                if i not in refused:
+                    try:
+                        df1 = run(**point, **fixed, repeats=1)
+                    except UnsupportedRun as exc:
+                        skipped.append((label, str(exc)))
+                        refused.add(i)
+                    else:
+                        df1["repeat"] = rnd
+                        frames.append(df1)
+                bar.update(1)
+    finally:
+        bar.close()
     df = pd.concat(frames, ignore_index=True) if frames else _results.frame([])
     df.attrs["skipped"] = skipped
     return df

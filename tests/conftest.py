@@ -34,7 +34,7 @@ def _drop_stale_test_caches():
 
 _drop_stale_test_caches()
 
-#: one knob to scale stress sizes down on slow machines (STYLE: crossbeam's stress tests)
+#: one knob to scale stress sizes down on slow machines (as crossbeam's stress tests do)
 SCALE = float(os.environ.get("SEQMAP_NB_TEST_SCALE", "1"))
 
 

@@ -38,7 +38,7 @@ def test_bench_quick_writes_results_and_charts(tmp_path):
     assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
     df = results.load(out)
     assert len(df) > 0 and df["verified"].all()
-    assert set(df["map"]) == set(cli.QUICK["maps"])  # null (the harness alone) included
+    assert set(df["map"]) == set(cli.default_maps(quick=True))  # null (the harness alone) included
     assert set(df["workload"]) == {"read_heavy", "exchange", "rapid_grow", "grow"}
     assert (df["schema_version"] == results.SCHEMA_VERSION).all()
     assert (df["timer_res_ns"] > 0).all() and (df["max_stall_ns"] > 0).all()
@@ -53,7 +53,7 @@ def test_bench_quick_writes_results_and_charts(tmp_path):
     so = p.stdout
     # progress while compiling, one line per map as it is ready, and the real compile time
     assert "compiling the kernels of 6 map(s)" in so
-    assert all(f"  {m}: ready" in so for m in cli.QUICK["maps"])
+    assert all(f"  {m}: ready" in so for m in cli.default_maps(quick=True))
     assert re.search(r"runs in \d+ s: compilation \d+ s", so)
     assert "the harness's own cost per op" in so and "read_heavy: null" in so
     assert "median of the per-round ratios" in so
@@ -73,7 +73,10 @@ def test_a_map_that_can_run_nothing_is_named_with_the_reason(tmp_path):
     assert "0 map(s)" in p.stdout and "cas runs no point of this sweep: it has no delete" in p.stdout
     assert "no map could run any point" in p.stderr and "no delete" in p.stderr
     # the default sweep does not list a map that cannot run its workloads
-    assert "cas" not in cli.DEFAULTS["maps"] and "null" in cli.DEFAULTS["maps"]
+    assert "cas" not in cli.default_maps() and "null" in cli.default_maps()
+    from seqmap_nb.baselines import REGISTRY
+
+    assert set(cli.default_maps()) - {"null"} == {n for n in REGISTRY if n != "cas"}  # one list
     assert "grow" in cli.DEFAULTS["workloads"]
 
 

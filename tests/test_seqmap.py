@@ -1,4 +1,4 @@
-"""SeqMap single-thread behaviour: API.md semantics, bad input, njit use, probe lengths
+"""SeqMap single-thread behaviour: the public contract's semantics, bad input, njit use, probe lengths
 against Knuth, churn, memory errors. (Model-based tests: test_seqmap_model.py; threads:
 test_seqmap_concurrency.py.)"""
 import re

@@ -3,7 +3,7 @@
 The IR tests are the deterministic proof that each intrinsic emits the instruction and
 the ordering its docstring promises; the stress tests show the instructions are atomic
 on this machine (with an unsynchronised variant of the same kernel as negative control);
-the cache test shows ``cache=True`` works for functions that call intrinsics (HAZARDS 9).
+the cache test shows ``cache=True`` works for functions that call intrinsics.
 """
 import os
 import re

@@ -45,7 +45,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 
-__all__ = ["MapSpec", "REGISTRY", "INSTRUMENTS", "NEEDS", "get_spec", "make_map", "names"]
+__all__ = ["MapSpec", "REGISTRY", "INSTRUMENTS", "NEEDS", "default_maps", "get_spec", "make_map", "names"]
 
 #: every need a workload may declare to :meth:`MapSpec.check`
 NEEDS = frozenset({"read", "insert", "update", "upsert", "add", "remove", "records", "grow", "njit"})
@@ -74,6 +74,8 @@ class MapSpec:
     key_kinds: str = "any"
     value_kinds: str = "any"
     notes: str = field(default="", compare=False)
+    #: in the default sweep (``seqmap-nb bench``, :func:`default_maps`); in registry order
+    default_sweep: bool = field(default=True, compare=False)
 
     def load(self):
         """The map class (imports its module on first use)."""
@@ -141,10 +143,6 @@ REGISTRY = {
             "seqmap_nb.seqmap:SeqMap", thread_safe=True, njit=True, max_threads=None,
             supports_remove=True, supports_records=True, grows=True),
         MapSpec(
-            "plain", "SeqMap's table with synchronisation switched off: the single-thread speed reference",
-            "seqmap_nb.seqmap:PlainMap", thread_safe=False, njit=True, max_threads=1,
-            supports_remove=True, supports_records=True, grows=True),
-        MapSpec(
             "dashmap", "DashMap: hash-sharded reader-writer locks (CAS word) over open-addressing tables",
             "seqmap_nb.baselines.dashmap:DashMap", thread_safe=True, njit=True, max_threads=None,
             supports_remove=True, supports_records=True, grows=True,
@@ -158,7 +156,11 @@ REGISTRY = {
             "seqmap_nb.baselines.cas:CasMap", thread_safe=True, njit=True, max_threads=None,
             supports_remove=False, supports_records=False, grows=False,
             key_kinds="int64-only", value_kinds="int64-only",
-            notes="fixed capacity (MapFullError when full); add wraps on overflow (fetch_add)"),
+            notes="fixed capacity (MapFullError when full); add wraps on overflow (fetch_add)", default_sweep=False),
+        MapSpec(
+            "plain", "SeqMap's table with synchronisation switched off: the single-thread speed reference",
+            "seqmap_nb.seqmap:PlainMap", thread_safe=False, njit=True, max_threads=1,
+            supports_remove=True, supports_records=True, grows=True),
         MapSpec(
             "typed_dict", "numba.typed.Dict (CPython-style dict in numba's runtime), not thread-safe",
             "seqmap_nb.baselines.typed_dict:TypedDictMap", thread_safe=False, njit=True, max_threads=1,
@@ -183,6 +185,13 @@ INSTRUMENTS = {
             notes="answers every op 'absent'; verified by its predictable mismatches, not its contents"),
     )
 }
+
+
+def default_maps():
+    """Names of the maps of the default sweep, in chart order: the registry's (but those
+    that cannot run its workloads, ``cas``: no delete), then the ``null`` instrument. The
+    one list: the harness and the ``seqmap-nb`` command take it from here."""
+    return tuple(n for n, s in {**REGISTRY, **INSTRUMENTS}.items() if s.default_sweep)
 
 
 def names():

@@ -5,8 +5,8 @@ Two layers, as in the rest of the package:
 * kernels, per map kind, that take the map's fixed ``uint64`` header array and keys and
   values as canonical 64-bit words (``_codec``); they compile once for every dtype,
 * this module: the Python class :class:`WordMap` (validation, encoding, the COMMON
-  interface) and the numba type :class:`WordMapType`, whose data model is just the header
-  array, unboxed from ``m._hdr`` (HAZARDS 8: no StructRef/jitclass boxing per call).
+  interface) and the numba type :class:`WordMapType`, registered through the package's one
+  numba-extension layer (``seqmap_nb._nbext``: the data model is the header's address).
 
 Kernels of a kind (registered with :func:`register_kernels`), all nogil, none holding a
 lock when it returns:
@@ -33,22 +33,12 @@ import struct
 import numba
 import numpy as np
 from numba import types
-from numba.core import cgutils
 from numba.core.errors import TypingError
-from numba.extending import (
-    NativeValue,
-    make_attribute_wrapper,
-    models,
-    overload,
-    overload_attribute,
-    overload_method,
-    register_model,
-    typeof_impl,
-    unbox,
-)
+from numba.extending import overload, overload_attribute, overload_method
 
-from .._codec import Codec, scalar_word, word_scalar
+from .._codec import Codec, typed_key_word, typed_value_word, word_scalar
 from .._contents import CopyByContents
+from .._nbext import AddrType, register
 from .._unsafe import raw_words
 from . import _table as T
 
@@ -198,7 +188,6 @@ class WordMap(CopyByContents):
         """Adopt `hdr` as the header (never replaced); njit code sees its address and length."""
         self._hdr = hdr
         self._hdr_addr = int(hdr.ctypes.data)
-        self._hdr_len = int(hdr.shape[0])
 
     # -------------------------------------------------------------- encoding helpers
     def _key_rows(self, keys, what="keys"):
@@ -415,122 +404,43 @@ _MISSING = object()
 # ------------------------------------------------------------------ the numba type
 
 
-#: bumped whenever the data model below changes: the type's name is part of the cache key
-#: of every cached kernel that takes a map, so such kernels recompile instead of unboxing
-#: with a stale layout
-LAYOUT_VERSION = 2
+#: the length of the header view inside njit code: a header's real length differs from
+#: map to map (a DashMap's grows with its shards) and the type is shared by all maps of a
+#: kind; kernels index only inside the real header, with bounds checks off
+_HDR_VIEW_WORDS = 1 << 40
 
 
-class WordMapType(types.Type):
-    """numba type of a word-kernel map: the kernel kind plus key and value scalar types."""
+class WordMapType(AddrType):
+    """numba type of a word-kernel map: the kernel kind plus key and value scalar types
+    (data model: the header's address, see ``seqmap_nb._nbext``)."""
 
     def __init__(self, kind, key_ty, val_ty):
         self.kind = kind
         self.key_ty = key_ty
         self.val_ty = val_ty
-        super().__init__(name=f"WordMap[{kind}, layout {LAYOUT_VERSION}]({key_ty}, {val_ty})")
+        super().__init__(f"WordMap[{kind}]({key_ty}, {val_ty})")
 
 
-
-
-@register_model(WordMapType)
-class _WordMapModel(models.StructModel):
-    """The header's address and length, not the array: reading an array member out of a
-    struct increfs and decrefs its meminfo (two atomic RMWs, ~25 ns a call measured), while
-    a ``raw_words`` view of the address carries no meminfo and costs nothing. The Python
-    object owns the header array and outlives every call it is passed to."""
-
-    def __init__(self, dmm, fe_type):
-        super().__init__(dmm, fe_type, [("hdr_addr", types.uint64), ("hdr_len", types.int64)])
-
-
-make_attribute_wrapper(WordMapType, "hdr_addr", "hdr_addr")
-make_attribute_wrapper(WordMapType, "hdr_len", "hdr_len")
+register(WordMap, WordMapType)
 
 
 @overload_attribute(WordMapType, "hdr", inline="always")
 def _ov_hdr(m):
-    return lambda m: raw_words(m.hdr_addr, m.hdr_len)
-
-
-@typeof_impl.register(WordMap)
-def _typeof_wordmap(val, c):
-    return val._nbtype
-
-
-@unbox(WordMapType)
-def _unbox_wordmap(typ, obj, c):
-    st = cgutils.create_struct_proxy(typ)(c.context, c.builder)
-    err = cgutils.alloca_once_value(c.builder, cgutils.false_bit)
-    for attr, field, ty in (("_hdr_addr", "hdr_addr", types.uint64), ("_hdr_len", "hdr_len", types.int64)):
-        o = c.pyapi.object_getattr_string(obj, attr)
-        with c.builder.if_else(cgutils.is_not_null(c.builder, o)) as (ok, missing):
-            with ok:
-                nv = c.unbox(ty, o)
-                c.pyapi.decref(o)
-                setattr(st, field, nv.value)
-                with c.builder.if_then(nv.is_error):
-                    c.builder.store(cgutils.true_bit, err)
-            with missing:
-                c.builder.store(cgutils.true_bit, err)
-    return NativeValue(st._getvalue(), is_error=c.builder.load(err))
+    return lambda m: raw_words(m.addr, _HDR_VIEW_WORDS)
 
 
 # ------------------------------------------------------------------ njit coercions
 
 
-def _int_range(ty):
-    info = np.iinfo(np.dtype(str(ty)))
-    return int(info.min), int(info.max)
-
-
 def _coercer(argty, target, is_key, what):
-    """An njit function ``x -> canonical word`` of `target` from an argument of `argty`."""
-    argty = types.unliteral(argty)
-    if isinstance(target, types.Boolean):
-        if not isinstance(argty, types.Boolean):
-            raise TypingError(f"{what}: expected a bool for a bool map, got {argty}")
-        return numba.njit(lambda x: scalar_word(x), inline="always")
-    if isinstance(target, types.Integer):
-        if isinstance(argty, types.Boolean):
-            argty = types.uint8
-        if not isinstance(argty, types.Integer):
-            raise TypingError(f"{what}: expected an integer for {target}, got {argty}")
-        lo, hi = _int_range(target)
-        alo, ahi = _int_range(argty)
-        tlo, thi = target(lo), target(hi)
-        if lo <= alo and ahi <= hi:
-            return numba.njit(lambda x: scalar_word(target(x)), inline="always")
-        if argty.signed and not target.signed:
-            def f(x):
-                if x < 0 or numba.uint64(x) > numba.uint64(thi):
-                    raise OverflowError("value does not fit in the map's integer type")
-                return scalar_word(target(x))
-        elif not argty.signed and target.signed:
-            def f(x):
-                if numba.uint64(x) > numba.uint64(thi):
-                    raise OverflowError("value does not fit in the map's integer type")
-                return scalar_word(target(x))
-        else:
-            def f(x):
-                if x < tlo or x > thi:
-                    raise OverflowError("value does not fit in the map's integer type")
-                return scalar_word(target(x))
-        return numba.njit(f, inline="always")
-    if isinstance(target, types.Float):
-        if not isinstance(argty, (types.Integer, types.Float)) or isinstance(argty, types.Boolean):
-            raise TypingError(f"{what}: expected a real number for {target}, got {argty}")
-        if is_key:
-            def f(x):
-                y = target(x)
-                if y != y:
-                    raise ValueError("NaN cannot be a key")
-                return scalar_word(y)
-        else:
-            def f(x):
-                return scalar_word(target(x))
-        return numba.njit(f, inline="always")
-    raise TypingError(f"{what}: {target} maps take record keys/values only from Python and batch calls")
+    """An njit function ``x -> canonical word`` of `target` from an argument of `argty`:
+    the package's one typed conversion (``_codec.typed_key_word`` / ``typed_value_word``:
+    range checks, NaN keys refused, -0.0 one key, values bit-exact)."""
+    if not isinstance(target, (types.Boolean, types.Integer, types.Float)):
+        raise TypingError(f"{what}: {target} maps take record keys/values only from Python and batch calls")
+    if is_key:
+        return numba.njit(lambda x: typed_key_word(x, target), inline="always")
+    return numba.njit(lambda x: typed_value_word(x, target), inline="always")
 
 
 def _delta_args(argty, vty):

@@ -4,7 +4,7 @@ This is the lock DashMap puts in front of each shard (``dashmap::lock::RawRwLock
 ``AtomicUsize`` holding a reader count and a writer bit, a compare-exchange fast path, a
 slow path that spins and then parks), minus the parking: a numba kernel has no futex, so
 the slow path spins with ``pause`` and then gives the CPU away with ``sched_yield``
-(``_unsafe.backoff``: HAZARDS 5), which is also what keeps 64 threads on 2 cores moving.
+(``_unsafe.backoff``), which is also what keeps 64 threads on 2 cores moving.
 
 Word layout (one ``uint64``, alone on its 128-byte line or sharing it only with the data
 that lock guards: see ``dashmap``)::
@@ -18,26 +18,26 @@ that lock guards: see ``dashmap``)::
       bits 2..  readers  number of readers inside (unit READER = 4)
 
 Protocol
-  Read lock (R1-R2)
-    R1. ``s = load(word, relaxed)``; if W or P is set, back off and go to R1 (a writer
+  Read lock (RL1-RL2)
+    RL1. ``s = load(word, relaxed)``; if W or P is set, back off and go to RL1 (a writer
         holds the lock, or one is waiting and has priority over new readers).
-    R2. ``cas(word, s, s + READER, acquire)``; on success the reader is in. Acquire: the
+    RL2. ``cas(word, s, s + READER, acquire)``; on success the reader is in. Acquire: the
         table reads of the critical section cannot move above it, and it synchronises
         with the release of the last writer's unlock (the table it wrote is visible).
-        On failure (another reader got in first, or a writer arrived) go to R1.
+        On failure (another reader got in first, or a writer arrived) go to RL1.
     This shared read-modify-write on every read, on a line that every reader of the shard
     writes, is DashMap's cost under read-mostly load; the seqlock map's readers write
     nothing. It is kept here on purpose, faithfully.
   Read unlock
     ``fetch_sub(word, READER, release)``: the table reads stay above it; a writer whose
     acquire CAS reads the decremented word sees the readers gone (release sequence).
-  Write lock (W1-W3)
-    W1. ``s = load(word, relaxed)``.
-    W2. If neither W nor readers: ``cas(word, s, WRITER, acquire)``: takes the lock and
+  Write lock (WL1-WL3)
+    WL1. ``s = load(word, relaxed)``.
+    WL2. If neither W nor readers: ``cas(word, s, WRITER, acquire)``: takes the lock and
         clears P in one step (the waiting writer that wins is the one P was set for;
-        other waiting writers set P again on their next turn). On failure go to W1.
-    W3. Otherwise set P (``fetch_or(PENDING, relaxed)``) if it is not set, back off, W1.
-        Readers already inside finish; new ones wait at R1, so the count drains.
+        other waiting writers set P again on their next turn). On failure go to WL1.
+    WL3. Otherwise set P (``fetch_or(PENDING, relaxed)``) if it is not set, back off, WL1.
+        Readers already inside finish; new ones wait at RL1, so the count drains.
   Write unlock
     ``fetch_and(word, ~WRITER, release)``: publishes the critical section's writes;
     keeps P if another writer set it while we held the lock (so that writer goes next).
@@ -71,9 +71,9 @@ def read_lock(words, i):
     step = 0
     waits = 0
     while True:
-        s = atomic_load(words, i, "relaxed")  # R1
+        s = atomic_load(words, i, "relaxed")  # RL1
         if (s & numba.uint64(WRITER | PENDING)) == 0:
-            # R2: acquire pairs with the last writer's release unlock
+            # RL2: acquire pairs with the last writer's release unlock
             if atomic_cas(words, i, s, s + numba.uint64(READER), "acquire") == s:
                 return waits
             continue  # another reader moved the count: the word changed, try again at once
@@ -83,7 +83,7 @@ def read_lock(words, i):
 
 @numba.njit(inline="always", **JIT)
 def try_read_lock(words, i):
-    """One R1-R2 attempt: True if the read lock was taken."""
+    """One RL1-RL2 attempt: True if the read lock was taken."""
     s = atomic_load(words, i, "relaxed")
     if (s & numba.uint64(WRITER | PENDING)) != 0:
         return False
@@ -102,22 +102,22 @@ def write_lock(words, i):
     step = 0
     waits = 0
     while True:
-        s = atomic_load(words, i, "relaxed")  # W1
+        s = atomic_load(words, i, "relaxed")  # WL1
         if (s & BUSY) == 0:
-            # W2: acquire pairs with the release of the last unlock (reader or writer);
+            # WL2: acquire pairs with the release of the last unlock (reader or writer);
             # writing WRITER alone also clears PENDING (set on our behalf)
             if atomic_cas(words, i, s, numba.uint64(WRITER), "acquire") == s:
                 return waits
             continue
         if (s & numba.uint64(PENDING)) == 0:
-            atomic_fetch_or(words, i, PENDING, "relaxed")  # W3: stop new readers
+            atomic_fetch_or(words, i, PENDING, "relaxed")  # WL3: stop new readers
         waits += 1
         step = backoff(step)
 
 
 @numba.njit(inline="always", **JIT)
 def try_write_lock(words, i):
-    """One W1-W2 attempt (does not set PENDING): True if the write lock was taken."""
+    """One WL1-WL2 attempt (does not set PENDING): True if the write lock was taken."""
     s = atomic_load(words, i, "relaxed")
     if (s & BUSY) != 0:
         return False

@@ -30,12 +30,13 @@ HashMap>>`` keeps the lock word beside the table's pointer and counts)::
 Invariant: ``used <= threshold < capacity``, so every probe meets an EMPTY slot and ends.
 Growth: an insert that would take an EMPTY slot past the threshold first rebuilds the
 table, doubling it if live keys fill at least half the threshold, otherwise at the same
-capacity (a tombstone clean-up; HAZARDS 3). The old buffer is freed at once: the caller
+capacity (a tombstone clean-up). The old buffer is freed at once: the caller
 holds the write lock, so no reader can be inside it.
 """
 import numba
 import numpy as np
 
+from .._codec import slot_words  # noqa: F401 (the one slot rule; dashmap sizes its slots by it)
 from .._hash import mix_words
 from .._unsafe import bits_f32, bits_f64, f32_bits, f64_bits, raw_alloc, raw_free, raw_words
 from ..config import JIT
@@ -62,17 +63,6 @@ OVERFLOW = 2
 
 #: a stand-in for "no further key words" (one-word keys pass their word as a scalar)
 NO_WORDS = np.zeros(1, np.uint64)
-
-
-def slot_words(kw, vw):
-    """Words per slot for KW key and VW value words (the same rule as SeqMap's slots)."""
-    n = 1 + kw + vw
-    if n <= 8:
-        p = 1
-        while p < n:
-            p *= 2
-        return p
-    return (n + 7) // 8 * 8
 
 
 def threshold_of(cap, max_load):

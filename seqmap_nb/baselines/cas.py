@@ -33,19 +33,19 @@ lives in a dedicated cell in the header (same layout, its "key" word is a claime
 
 Protocol
   get(k)
-    G1. From ``mix64(k) & mask``: ``kk = load(key, relaxed)``; EMPTY ends the probe (miss).
+    CG1. From ``mix64(k) & mask``: ``kk = load(key, relaxed)``; EMPTY ends the probe (miss).
         Keys never change once claimed, so relaxed suffices to recognise one.
-    G2. On ``kk == k``: ``s = load(state, acquire)``; 0 means the first insert of `k` has
+    CG2. On ``kk == k``: ``s = load(state, acquire)``; 0 means the first insert of `k` has
         not published yet: a miss (that insert is linearised at its publication). The
         acquire pairs with the publisher's release store: its value store is visible.
-    G3. ``v = load(value, relaxed)``: the latest value in the slot's modification order.
+    CG3. ``v = load(value, relaxed)``: the latest value in the slot's modification order.
   insert(k, v) / add(k, d)
-    I1. Probe as G1, but on EMPTY: ``cas(key, 0, k, acq_rel)``. Success: this thread owns
+    CI1. Probe as CG1, but on EMPTY: ``cas(key, 0, k, acq_rel)``. Success: this thread owns
         the new key; store the value (relaxed), then ``store(state, 1, release)``:
         publication. Failure returns the key another thread claimed: compare it (it may
         be `k` itself: all inserters of one key meet at its first EMPTY slot, so exactly
         one CAS wins and a key is never present twice).
-    I2. On ``kk == k``: wait (backoff) until ``state == 1`` (the claimer is between two
+    CI2. On ``kk == k``: wait (backoff) until ``state == 1`` (the claimer is between two
         stores; this is the one wait in the design, and only against the first insert of
         the same key), then ``xchg(value, v, acq_rel)`` (insert: returns the previous
         value) or ``fetch_add(value, d, acq_rel)`` (add).
@@ -105,7 +105,7 @@ def _locate(hdr, k0):
     i = mix64(k0) & mask
     for _ in range(cap):
         base = numba.int64(i) * SW
-        kk = atomic_load(s, base, "relaxed")  # G1
+        kk = atomic_load(s, base, "relaxed")  # CG1
         if kk == k0:
             return s, base, k0
         if kk == 0:
@@ -128,7 +128,7 @@ def _claim(hdr, k0):
         base = numba.int64(i) * SW
         kk = atomic_load(s, base, "relaxed")
         if kk == 0:
-            kk = atomic_cas(s, base, 0, k0, "acq_rel")  # I1: claim the first EMPTY slot
+            kk = atomic_cas(s, base, 0, k0, "acq_rel")  # CI1: claim the first EMPTY slot
             if kk == 0:
                 return s, base, True
         if kk == k0:
@@ -140,13 +140,13 @@ def _claim(hdr, k0):
 @numba.njit(inline="always", **JIT)
 def _publish(hdr, arr, base, v):
     atomic_store(arr, base + 2, v, "relaxed")
-    atomic_store(arr, base + 1, 1, "release")  # I1: publication; pairs with G2's acquire
+    atomic_store(arr, base + 1, 1, "release")  # CI1: publication; pairs with CG2's acquire
     atomic_fetch_add(hdr, _stripe(base // SW), 1, "relaxed")
 
 
 @numba.njit(inline="always", **JIT)
 def _await_published(hdr, arr, base):
-    """I2: wait until the claimer of this cell has published its first value."""
+    """CI2: wait until the claimer of this cell has published its first value."""
     if atomic_load(arr, base + 1, "acquire") == 1:
         return
     step = 0
@@ -163,9 +163,9 @@ def get1(hdr, k0):
     arr, base, _ = _locate(hdr, k0)
     if base < 0:
         return False, numba.uint64(0)
-    if atomic_load(arr, base + 1, "acquire") != 1:  # G2
+    if atomic_load(arr, base + 1, "acquire") != 1:  # CG2
         return False, numba.uint64(0)
-    return True, atomic_load(arr, base + 2, "relaxed")  # G3
+    return True, atomic_load(arr, base + 2, "relaxed")  # CG3
 
 
 @numba.njit(**JIT)

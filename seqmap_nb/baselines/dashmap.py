@@ -17,7 +17,7 @@ This is the opponent the seqlock map is judged against, rendered faithfully (Rus
   cost DashMap pays and the seqlock map avoids, and it is kept here on purpose.
 * **Writes take the write lock**, and a shard grows (or drops its tombstones) inside it,
   so no reader is ever inside a buffer that is being freed: the old buffer is freed at
-  once (HAZARDS 1 does not arise; that simplicity is what the lock buys).
+  once (no reader can still be inside it; that simplicity is what the lock buys).
 * **The table** is ``_table``: linear probing over SeqMap's slot layout with the seqlock
   taken out, so the comparison measures synchronisation, not a different table.
 
