@@ -168,17 +168,6 @@ def init_array(h, cap, classcap, log2):
 
 
 @numba.njit(inline="always", **JIT)
-def current(h):
-    """A1: (e, BUF, NEXT or 0)."""
-    e = atomic_load(h, L.H_EPOCH, "acquire")
-    o = atomic_load(h, L.H_BUF, "acquire")
-    n = _U(0)
-    if e & _U(1):
-        n = atomic_load(h, L.H_NEXT, "acquire")
-    return e, o, n
-
-
-@numba.njit(inline="always", **JIT)
 def _epoch_same(h, e):
     """A4: fence, then EPOCH == e."""
     fence("acquire")
@@ -196,56 +185,68 @@ def _read_at(buf, base, out, nw, SYNC):
     return read_validate(buf, base, s1, SYNC), s1, w
 
 
+_LOC_OK = 0
+_LOC_AGAIN = 1
+_LOC_INDEX = 2
+
+
+@numba.njit(inline="always", **JIT)
+def _locate(h, i):
+    """A1 for a read of cell `i`: (code, e, old buffer, buffer to read, old capacity, NEXT);
+    code _LOC_OK, _LOC_AGAIN (start over) or _LOC_INDEX (an IndexError, confirmed by the
+    EPOCH check of A4). A negative `i` compares as a huge unsigned: out of range too."""
+    e, o, n = L.current(h, True)
+    ob = buf_view(o)
+    cap = _cap(ob)
+    src = ob
+    if e & _U(1):
+        if n == 0 or n == o:  # the publication is under way
+            L.wait_epoch(h, e)
+            return _LOC_AGAIN, e, ob, src, cap, n
+        nb = buf_view(n)
+        if _U(i) >= _U(_cap(nb)):
+            return (_LOC_INDEX if _epoch_same(h, e) else _LOC_AGAIN), e, ob, src, cap, n
+        if _U(i) >= _U(cap):
+            src = nb  # grown cells: only the new buffer has them
+    elif _U(i) >= _U(cap):
+        return (_LOC_INDEX if _epoch_same(h, e) else _LOC_AGAIN), e, ob, src, cap, n
+    return _LOC_OK, e, ob, src, cap, n
+
+
+@numba.njit(inline="always", **JIT)
+def _moved(e, ob, cap, i):
+    """A2 in a move phase, after reading cell `i` of the old buffer: True if its chunk is
+    done, so that the new buffer's copy is the current one (read that instead)."""
+    if (e & _U(1)) and _U(i) < _U(cap):
+        fence("acquire")  # the cell's loads come before the chunk state load
+        return L.chunk_done(ob, numba.int64(ob[B_CHUNKS]), numba.int64(i) >> CHUNK_LOG2, e)
+    return False
+
+
 @numba.njit(inline="always", **JIT)
 def read_cell(h, i, out, SYNC):
     """A1-A4: cell `i` into ``out[:NW]``; (status, retries). ``SYNC=False`` is the
     unsynchronised control: plain loads, no sequence checks (never use it with writers)."""
     nw = numba.int64(h[H_NW])
-    stride = numba.int64(h[H_STRIDE])
+    base = CELLS0 + numba.int64(i) * numba.int64(h[H_STRIDE])
     retries = 0
     step = 0
     while True:
-        e, o, n = current(h)
-        ob = buf_view(o)
-        cap = _cap(ob)
-        src = ob
-        if e & _U(1):
-            if n == 0 or n == o:  # the publication is under way
-                retries += L.wait_epoch(h, e)
-                continue
-            nb = buf_view(n)
-            ncap = _cap(nb)
-            if _U(i) >= _U(ncap):  # a negative index wraps to a huge unsigned: also out
-                if _epoch_same(h, e):
-                    return ST_INDEX, retries
-                continue
-            if _U(i) >= _U(cap):
-                src = nb  # grown cells: only the new buffer has them
-        elif _U(i) >= _U(cap):
-            if _epoch_same(h, e):
-                return ST_INDEX, retries
+        code, e, ob, src, cap, n = _locate(h, i)
+        if code == _LOC_INDEX:
+            return ST_INDEX, retries
+        if code == _LOC_AGAIN:
+            retries += 1
             continue
-        base = CELLS0 + numba.int64(i) * stride
         ok, s, w = _read_at(src, base, out, nw, SYNC)
+        if ok and _moved(e, ob, cap, i):
+            ok, s, w = _read_at(buf_view(n), base, out, nw, SYNC)
         retries += w
-        if not ok:
+        if not ok or not _epoch_same(h, e):  # torn (S4), or not the current buffer (A4)
             retries += 1
             step = backoff(step)
             continue
-        if (e & _U(1)) and _U(i) < _U(cap):  # read from the old buffer: is its chunk still current?
-            fence("acquire")  # the cell's loads come before the chunk state load
-            if L.chunk_done(ob, numba.int64(ob[B_CHUNKS]), numba.int64(i) >> CHUNK_LOG2, e):
-                ok, s, w = _read_at(buf_view(n), base, out, nw, SYNC)
-                retries += w
-                if not ok:
-                    retries += 1
-                    continue
-        if not _epoch_same(h, e):
-            retries += 1
-            continue
-        if seq_state(s) == _UEMPTY:
-            return ST_UNINIT, retries
-        return ST_OK, retries
+        return (ST_UNINIT if seq_state(s) == _UEMPTY else ST_OK), retries
 
 
 @numba.njit(inline="always", **JIT)
@@ -257,50 +258,26 @@ def _read1_at(buf, base):
 
 @numba.njit(inline="always", **JIT)
 def read1(h, i):
-    """A1-A4 for a one-word cell: (status, word, retries)."""
+    """A1-A4 for a one-word cell, the word kept in a register: (status, word, retries)."""
+    base = CELLS0 + numba.int64(i) * 2
     retries = 0
     step = 0
     while True:
-        e, o, n = current(h)
-        ob = buf_view(o)
-        cap = _cap(ob)
-        src = ob
-        if e & _U(1):
-            if n == 0 or n == o:
-                retries += L.wait_epoch(h, e)
-                continue
-            nb = buf_view(n)
-            if _U(i) >= _U(_cap(nb)):
-                if _epoch_same(h, e):
-                    return ST_INDEX, _U(0), retries
-                continue
-            if _U(i) >= _U(cap):
-                src = nb
-        elif _U(i) >= _U(cap):
-            if _epoch_same(h, e):
-                return ST_INDEX, _U(0), retries
+        code, e, ob, src, cap, n = _locate(h, i)
+        if code == _LOC_INDEX:
+            return ST_INDEX, _U(0), retries
+        if code == _LOC_AGAIN:
+            retries += 1
             continue
-        base = CELLS0 + numba.int64(i) * 2
         ok, s, x, w = _read1_at(src, base)
+        if ok and _moved(e, ob, cap, i):
+            ok, s, x, w = _read1_at(buf_view(n), base)
         retries += w
-        if not ok:
+        if not ok or not _epoch_same(h, e):
             retries += 1
             step = backoff(step)
             continue
-        if (e & _U(1)) and _U(i) < _U(cap):
-            fence("acquire")
-            if L.chunk_done(ob, numba.int64(ob[B_CHUNKS]), numba.int64(i) >> CHUNK_LOG2, e):
-                ok, s, x, w = _read1_at(buf_view(n), base)
-                retries += w
-                if not ok:
-                    retries += 1
-                    continue
-        if not _epoch_same(h, e):
-            retries += 1
-            continue
-        if seq_state(s) == _UEMPTY:
-            return ST_UNINIT, x, retries
-        return ST_OK, x, retries
+        return (ST_UNINIT if seq_state(s) == _UEMPTY else ST_OK), x, retries
 
 
 # ------------------------------------------------------------------ writes (A1, A3)
@@ -314,7 +291,7 @@ def _lock_for_write(h, i):
     waits = 0
     step = 0
     while True:
-        e, o, n = current(h)
+        e, o, n = L.current(h, True)
         ob = buf_view(o)
         tb = ob
         if e & _U(1):
@@ -554,7 +531,7 @@ def resize(h, cap, classcap, log2):
 def capacity(h):
     """The capacity that counts now (the new one from a resize's flip on)."""
     while True:
-        e, o, n = current(h)
+        e, o, n = L.current(h, True)
         if e & _U(1):
             if n == 0 or n == o:
                 L.wait_epoch(h, e)

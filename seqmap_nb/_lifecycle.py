@@ -83,6 +83,7 @@ from ._unsafe import (
     atomic_store,
     backoff,
     lit,
+    plain_load,
     raw_alloc,
     raw_free,
     raw_words,
@@ -363,6 +364,23 @@ def wait_epoch(h, e):
         waits += 1
         step = backoff(step)
     return waits
+
+
+@numba.njit(inline="always", **JIT)
+def current(h, SYNC):
+    """The first step of every operation (G1 of the map, A1 of the array): (e, BUF, NEXT or
+    0), each loaded with acquire, EPOCH first. A publication stores BUF before EPOCH, so BUF
+    is the buffer current at `e` or a later one; NEXT is loaded only in a move phase (odd
+    `e`) and is stored only just before a flip, so it is that phase's target (BUF == NEXT:
+    the publication is under way). Without SYNC: plain loads (one thread)."""
+    if lit(SYNC):
+        e = atomic_load(h, H_EPOCH, "acquire")
+        o = atomic_load(h, H_BUF, "acquire")
+        n = _U(0)
+        if e & _U(1):
+            n = atomic_load(h, H_NEXT, "acquire")
+        return e, o, n
+    return plain_load(h, H_EPOCH), plain_load(h, H_BUF), _U(0)
 
 
 @numba.njit(inline="always", **JIT)

@@ -391,17 +391,7 @@ def _grow_of(h, cap):
 # ------------------------------------------------------------------ G1, G3, counts
 
 
-@njit(inline="always", **JIT)
-def current(h, SYNC):
-    """G1: (e, BUF, NEXT or 0). BUF is the buffer current at `e` or a later one."""
-    if lit(SYNC):
-        e = atomic_load(h, L.H_EPOCH, "acquire")
-        o = atomic_load(h, L.H_BUF, "acquire")
-        n = _U(0)
-        if e & _U(1):
-            n = atomic_load(h, L.H_NEXT, "acquire")
-        return e, o, n
-    return plain_load(h, L.H_EPOCH), plain_load(h, L.H_BUF), _U(0)
+current = L.current  # G1 (``_lifecycle.current``)
 
 
 @njit(inline="always", **JIT)

@@ -65,13 +65,9 @@ def _digest(root):
 SOURCE_DIGEST = _digest(_PKG)
 
 
-def check_cache(root=_PKG):
-    """Delete the package's ``*.nbi``/``*.nbc`` cache files (in `root` and its
-    ``baselines``) if any source changed since they were written (best effort: a
-    read-only install simply keeps no cache here)."""
-    digest = SOURCE_DIGEST if root == _PKG else _digest(root)
-    caches = [os.path.join(root, "__pycache__"), os.path.join(root, "baselines", "__pycache__")]
-    stamp = os.path.join(caches[0], "kernel-sources.sha256")
+def drop_stale_caches(cache_dirs, stamp, digest):
+    """Delete the ``*.nbi``/``*.nbc`` files in `cache_dirs` unless the file `stamp` holds
+    `digest`, then record it there (best effort: a read-only tree keeps its files)."""
     try:
         with open(stamp) as f:
             if f.read().strip() == digest:
@@ -79,7 +75,7 @@ def check_cache(root=_PKG):
     except OSError:
         pass
     try:
-        for cache in caches:
+        for cache in cache_dirs:
             os.makedirs(cache, exist_ok=True)
             for path in glob.glob(os.path.join(cache, "*.nb[ic]")):
                 try:
@@ -90,6 +86,14 @@ def check_cache(root=_PKG):
             f.write(digest)
     except OSError:
         pass
+
+
+def check_cache(root=_PKG):
+    """Delete the package's cache files (in `root` and its ``baselines``) if any source
+    changed since they were written."""
+    digest = SOURCE_DIGEST if root == _PKG else _digest(root)
+    caches = [os.path.join(root, "__pycache__"), os.path.join(root, "baselines", "__pycache__")]
+    drop_stale_caches(caches, os.path.join(caches[0], "kernel-sources.sha256"), digest)
 
 
 class AddrType(types.Type):

@@ -330,23 +330,33 @@ def cycles(typingctx):
     return sig, codegen
 
 
-@intrinsic
-def monotonic_ns(typingctx):
-    """``clock_gettime(CLOCK_MONOTONIC)`` in nanoseconds as int64 (nopython code has no ``time``)."""
-    sig = types.int64()
+def _clock(name, clock_id, doc):
+    @intrinsic
+    def clock(typingctx):
+        sig = types.int64()
 
-    def codegen(context, builder, signature, args):
-        i64 = ir.IntType(64)
-        ts_t = ir.LiteralStructType([i64, i64])  # struct timespec on LP64 Linux
-        ts = cgutils.alloca_once(builder, ts_t)
-        fnty = ir.FunctionType(ir.IntType(32), [ir.IntType(32), ts_t.as_pointer()])
-        fn = cgutils.get_or_insert_function(builder.module, fnty, "clock_gettime")
-        builder.call(fn, [ir.Constant(ir.IntType(32), 1), ts])  # 1 = CLOCK_MONOTONIC
-        sec = builder.load(cgutils.gep_inbounds(builder, ts, 0, 0))
-        nsec = builder.load(cgutils.gep_inbounds(builder, ts, 0, 1))
-        return builder.add(builder.mul(sec, ir.Constant(i64, 1_000_000_000)), nsec)
+        def codegen(context, builder, signature, args):
+            i64 = ir.IntType(64)
+            ts_t = ir.LiteralStructType([i64, i64])  # struct timespec on LP64 Linux
+            ts = cgutils.alloca_once(builder, ts_t)
+            fnty = ir.FunctionType(ir.IntType(32), [ir.IntType(32), ts_t.as_pointer()])
+            fn = cgutils.get_or_insert_function(builder.module, fnty, "clock_gettime")
+            builder.call(fn, [ir.Constant(ir.IntType(32), clock_id), ts])
+            sec = builder.load(cgutils.gep_inbounds(builder, ts, 0, 0))
+            nsec = builder.load(cgutils.gep_inbounds(builder, ts, 0, 1))
+            return builder.add(builder.mul(sec, ir.Constant(i64, 1_000_000_000)), nsec)
 
-    return sig, codegen
+        return sig, codegen
+
+    clock.__name__ = name
+    clock.__doc__ = doc
+    return clock
+
+
+monotonic_ns = _clock("monotonic_ns", 1, "``clock_gettime(CLOCK_MONOTONIC)`` in nanoseconds as "
+                      "int64 (nopython code has no ``time``).")
+thread_cpu_ns = _clock("thread_cpu_ns", 3, "``clock_gettime(CLOCK_THREAD_CPUTIME_ID)``: the CPU "
+                       "time the calling thread has run, ns.")
 
 
 # --------------------------------------------------------------------------- word tuples

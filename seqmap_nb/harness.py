@@ -108,7 +108,7 @@ from numba.extending import intrinsic
 
 from . import results as _results
 from . import workloads as W
-from ._unsafe import atomic_fetch_add, atomic_load, atomic_store, cpu_relax, cycles, monotonic_ns
+from ._unsafe import atomic_fetch_add, atomic_load, atomic_store, cpu_relax, cycles, monotonic_ns, thread_cpu_ns
 from .config import JIT, LINE_WORDS
 
 __all__ = ["run", "sweep", "run_points", "supported", "probe_study", "verify", "precompile", "UnsupportedRun",
@@ -244,25 +244,6 @@ def _usleep(typingctx, us):
     return sig, codegen
 
 
-@intrinsic
-def _thread_cpu_ns(typingctx):
-    """``clock_gettime(CLOCK_THREAD_CPUTIME_ID)``: CPU time this thread has run, ns."""
-    sig = types.int64()
-
-    def codegen(context, builder, signature, args):
-        i64 = ir.IntType(64)
-        ts_t = ir.LiteralStructType([i64, i64])  # struct timespec on LP64 Linux
-        ts = cgutils.alloca_once(builder, ts_t)
-        fnty = ir.FunctionType(ir.IntType(32), [ir.IntType(32), ts_t.as_pointer()])
-        fn = cgutils.get_or_insert_function(builder.module, fnty, "clock_gettime")
-        builder.call(fn, [ir.Constant(ir.IntType(32), 3), ts])  # 3 = CLOCK_THREAD_CPUTIME_ID
-        sec = builder.load(cgutils.gep_inbounds(builder, ts, 0, 0))
-        nsec = builder.load(cgutils.gep_inbounds(builder, ts, 0, 1))
-        return builder.add(builder.mul(sec, ir.Constant(i64, 1_000_000_000)), nsec)
-
-    return sig, codegen
-
-
 @numba.njit(**JIT)
 def _arrive_and_wait(ctl):
     """Announce this thread, wait for the start flag; True to run, False when aborted."""
@@ -320,6 +301,17 @@ def _value_ok(r, expect, mask, lenient):
     return lenient and (r & mask) == 0
 
 
+@numba.njit(inline="always", **dict(JIT, cache=False))
+def _outcome_ok(r, e, v, mask, lenient):
+    """An op that returned `r` (None or a value) where the stream expects `e` (1 present,
+    0 absent, -1 either) and the value `v` under `mask`."""
+    if r is None:
+        return e != 1
+    if e == 0:
+        return False
+    return _value_ok(r, v, mask, lenient)
+
+
 # Inlined into the kernel at the numba IR level, not called: a call that passes the map
 # makes numba take a reference to the map's arrays around it (NRT_incref/decref, two
 # atomic RMWs on one cache line that every thread shares: a contended counter on every
@@ -335,26 +327,11 @@ def _apply(m, op, k, v, e, vmask, tmask, lenient):
     v's key tag (tmask: insert/remove, whose v is the new value).
     """
     if op == 0:  # K_GET
-        r = m.get(k)
-        if r is None:
-            return e != 1
-        if e == 0:
-            return False
-        return _value_ok(r, v, vmask, lenient)
+        return _outcome_ok(m.get(k), e, v, vmask, lenient)
     elif op == 1:  # K_INSERT
-        p = m.insert(k, v)
-        if p is None:
-            return e != 1
-        if e == 0:
-            return False
-        return _value_ok(p, v, tmask, lenient)
+        return _outcome_ok(m.insert(k, v), e, v, tmask, lenient)
     elif op == 2:  # K_REMOVE
-        p = m.remove(k)
-        if p is None:
-            return e != 1
-        if e == 0:
-            return False
-        return _value_ok(p, v, tmask, lenient)
+        return _outcome_ok(m.remove(k), e, v, tmask, lenient)
     elif op == 3:  # K_ADD
         m.add(k, v)
         return True
@@ -371,7 +348,7 @@ def _kernel(m, ctl, ops, keys, vals, exp, vmask, tmask, lenient):
     thread CPU ns, longest interval in cycles: 0, nothing is timed here)."""
     if not _arrive_and_wait(ctl):
         return 0, 0, 0, -1, 0, 0, numba.uint64(0)
-    cpu0 = _thread_cpu_ns()
+    cpu0 = thread_cpu_ns()
     t0 = monotonic_ns()
     bad = 0
     first = -1
@@ -381,7 +358,7 @@ def _kernel(m, ctl, ops, keys, vals, exp, vmask, tmask, lenient):
                 first = i
             bad += 1
     t1 = monotonic_ns()
-    return t0, t1, bad, first, 1, _thread_cpu_ns() - cpu0, numba.uint64(0)
+    return t0, t1, bad, first, 1, thread_cpu_ns() - cpu0, numba.uint64(0)
 
 
 @numba.njit(**JIT)
@@ -394,7 +371,7 @@ def _kernel_sampled(m, ctl, ops, keys, vals, exp, vmask, tmask, lenient, lat, ev
     """
     if not _arrive_and_wait(ctl):
         return 0, 0, 0, -1, 0, 0, numba.uint64(0)
-    cpu0 = _thread_cpu_ns()
+    cpu0 = thread_cpu_ns()
     t0 = monotonic_ns()
     bad = 0
     first = -1
@@ -427,7 +404,7 @@ def _kernel_sampled(m, ctl, ops, keys, vals, exp, vmask, tmask, lenient, lat, ev
         i = end
     longest = max(longest, cycles() - prev)
     t1 = monotonic_ns()
-    return t0, t1, bad, first, 1, _thread_cpu_ns() - cpu0, longest
+    return t0, t1, bad, first, 1, thread_cpu_ns() - cpu0, longest
 
 
 # The same kernels without the on-disk cache, for map types defined outside this package

@@ -35,6 +35,7 @@ from numba.extending import overload, overload_attribute, overload_method
 from . import _array_kernels as A
 from . import _lifecycle as L
 from ._codec import Codec, value_word, word_scalar
+from ._contents import CopyByContents
 from ._nbext import AddrType, register
 from ._unsafe import atomic_load, raw_words
 from .config import JIT
@@ -168,7 +169,7 @@ def _size_class(n):
     return c, c.bit_length() - 1
 
 
-class SeqArray:
+class SeqArray(CopyByContents):
     """An array of fixed-size items whose every cell is its own seqlock.
 
     ``SeqArray(dtype, capacity)``: `dtype` any fixed-size numpy dtype (bool, integers,
@@ -357,25 +358,15 @@ class SeqArray:
     # ------------------------------------------------------------ copies
     # The buffers are raw memory addressed from the header: copying attributes would
     # alias them (and outlive them), pickling would send a meaningless address. Copies
-    # and pickles carry the contents instead (a snapshot, as to_numpy takes it).
-    def copy(self):
-        """An independent SeqArray with the same capacity and cells (a snapshot)."""
-        return _rebuild_array(*self._contents())
-
-    def __copy__(self):
-        return self.copy()
-
-    def __deepcopy__(self, memo):
-        c = self.copy()
-        memo[id(self)] = c
-        return c
-
-    def __reduce__(self):
-        return _rebuild_array, self._contents()
-
+    # and pickles carry the contents instead (a snapshot, as to_numpy takes it; see
+    # ``_contents.CopyByContents``).
     def _contents(self):
         words, init = _k_snapshot(self._hdr)
-        return self.dtype, int(init.shape[0]), words, init
+        return (self.dtype, int(init.shape[0])), {}, (words, init)
+
+    def _restore(self, state):
+        words, init = state
+        _k_fill(self._hdr, np.ascontiguousarray(words, np.uint64), np.ascontiguousarray(init, np.bool_))
 
     # ------------------------------------------------------------ statistics
     def stats(self):
@@ -396,15 +387,6 @@ class SeqArray:
 
     def __repr__(self):
         return f"SeqArray({self.dtype}, capacity={self.capacity}, len={len(self)})"
-
-
-def _rebuild_array(dtype, capacity, words, init):
-    arr = SeqArray(dtype, capacity)
-    _k_fill(arr._hdr, np.ascontiguousarray(words, np.uint64), np.ascontiguousarray(init, np.bool_))
-    return arr
-
-
-# =================================================================== numba integration
 
 
 class SeqArrayType(AddrType):

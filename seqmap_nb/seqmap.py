@@ -43,7 +43,7 @@ from numba.extending import overload, overload_attribute, overload_method
 from . import _lifecycle as L
 from . import _map_kernels as K
 from ._codec import Codec, check_max_load, slot_words, typed_key_word, typed_value_word, word_scalar
-from ._contents import CopyByContents
+from ._contents import MapBase
 from ._nbext import AddrType, at_addr, register
 from ._npscalar import as_numpy_scalar
 from ._unsafe import load_words, store_words, zero_words
@@ -256,7 +256,7 @@ def slots_for(capacity, max_load):
     return log2
 
 
-class SeqMap(CopyByContents):
+class SeqMap(MapBase):
     """A concurrent hash map: lock-free seqlock reads, per-slot-locked writes that reuse
     freed slots, growth that every writing thread helps with. See the module docstring
     for the layers and ``_map_kernels`` for the protocol.
@@ -394,7 +394,7 @@ class SeqMap(CopyByContents):
             self._raise_batch(j, st, "add")
         return self._vc.from_words(new)
 
-    def contains(self, k):
+    def __contains__(self, k):
         ep = self._contains_ep[type(k)]
         if ep is not None:
             try:
@@ -402,17 +402,6 @@ class SeqMap(CopyByContents):
             except _FAST_ERRORS:
                 pass
         return self._get_slow(k, _MISSING) is not _MISSING
-
-    __contains__ = contains
-
-    def __getitem__(self, k):
-        v = self.get(k, _MISSING)
-        if v is _MISSING:
-            raise KeyError(k)
-        return v
-
-    def __setitem__(self, k, v):
-        self.insert(k, v)
 
     def __delitem__(self, k):
         # remove() returns the value; a present key always has one, so check presence
@@ -426,13 +415,6 @@ class SeqMap(CopyByContents):
 
     def __len__(self):
         return int(K.live_count(self._h))
-
-    def __iter__(self):
-        return iter(self.keys())
-
-    def __repr__(self):
-        return (f"{type(self).__name__}({self._kc.dtype}, {self._vc.dtype}, len={len(self)}, "
-                f"capacity={self.capacity}, slots={self.slots})")
 
     # ------------------------------------------------------------ batch operations
     def _batch_keys(self, keys):
@@ -534,37 +516,6 @@ class SeqMap(CopyByContents):
         kb, vb, _ = self._snapshot()
         return self._kc.words_array(kb), self._vc.words_array(vb)
 
-    def keys(self):
-        return self.items()[0]
-
-    def values(self):
-        return self.items()[1]
-
-    def to_pandas(self):
-        """DataFrame with columns ``key``, ``value``; record dtypes expand to one column per
-        field (``key.<field>``), sub-arrays to one column per element (``key[i]``)."""
-        import pandas as pd
-
-        ks, vs = self.items()
-        cols = {}
-        for name, arr, dt in (("key", ks, self._kc.dtype), ("value", vs, self._vc.dtype)):
-            if dt.fields is not None:
-                for f in dt.names:
-                    sub = arr[f]
-                    if sub.ndim > 1:
-                        flat = sub.reshape(sub.shape[0], -1)
-                        for i in range(flat.shape[1]):
-                            cols[f"{name}.{f}[{i}]"] = flat[:, i]
-                    else:
-                        cols[f"{name}.{f}"] = sub
-            elif arr.ndim > 1:
-                flat = arr.reshape(arr.shape[0], -1)
-                for i in range(flat.shape[1]):
-                    cols[f"{name}[{i}]"] = flat[:, i]
-            else:
-                cols[name] = arr
-        return pd.DataFrame(cols)
-
     def probe_lengths(self):
         """For every live key, the number of slots its lookup inspects (1 = home slot)."""
         return self._snapshot()[2].copy()
@@ -595,12 +546,6 @@ class SeqMap(CopyByContents):
         return int(self._read_info()[0])
 
     @property
-    def load_factor(self):
-        """Live entries per slot."""
-        i = self._read_info()
-        return int(i[2]) / int(i[0])
-
-    @property
     def max_load(self):
         return self._max_load
 
@@ -616,9 +561,6 @@ class SeqMap(CopyByContents):
     def bytes_per_slot(self):
         """Bytes one slot occupies (sequence word + key + value, padded)."""
         return self._SW * 8
-
-    def is_empty(self):
-        return len(self) == 0
 
     def memory_bytes(self):
         """Bytes held now: every raw buffer (current, the target of a running resize, and

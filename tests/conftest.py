@@ -1,6 +1,5 @@
 """Shared test helpers: a bounded thread runner with a start barrier; the cache guard of
 the test kernels."""
-import glob
 import os
 import threading
 
@@ -15,21 +14,7 @@ def _drop_stale_test_caches():
     tests' cache files whenever the package's sources changed (the package guards its own
     caches the same way, see ``seqmap_nb._nbext``)."""
     cache = os.path.join(os.path.dirname(os.path.abspath(__file__)), "__pycache__")
-    stamp = os.path.join(cache, "package-sources.sha256")
-    try:
-        with open(stamp) as f:
-            if f.read().strip() == _nbext.SOURCE_DIGEST:
-                return
-    except OSError:
-        pass
-    os.makedirs(cache, exist_ok=True)
-    for path in glob.glob(os.path.join(cache, "*.nb[ic]")):
-        try:
-            os.remove(path)
-        except OSError:
-            pass
-    with open(stamp, "w") as f:
-        f.write(_nbext.SOURCE_DIGEST)
+    _nbext.drop_stale_caches([cache], os.path.join(cache, "package-sources.sha256"), _nbext.SOURCE_DIGEST)
 
 
 _drop_stale_test_caches()

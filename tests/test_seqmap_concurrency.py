@@ -357,6 +357,100 @@ def test_plainmap_negative_control_lost_adds(capsys):
     assert total <= 4 * per_thread
 
 
+# ----------------------------------------------------------------- PlainMap misused by threads
+
+
+def test_plainmap_resize_or_clear_while_another_thread_holds_it_raises():
+    """PlainMap is single-thread only; the places where a race could corrupt memory
+    rather than data (a resize, a clear, a snapshot) check that no other thread is inside
+    a whole-map operation and raise RuntimeError instead. Made deterministic with the
+    snapshot's pause hook: a thread's copy holds the map while the main thread asks for
+    a resize and a clear; both raise, no buffer changes under the copy, and the keys
+    that were in the map keep their values."""
+    m = PlainMap(np.uint64, np.uint64, capacity=4)  # 8 slots; growth at 5 keys
+    m.insert_many(np.arange(4, dtype=np.uint64), np.arange(4, dtype=np.uint64) * 10)
+    pause = np.array([2, 0], np.uint64)
+    out = {}
+    t = threading.Thread(target=lambda: out.update(r=m._snapshot(pause)), daemon=True)
+    t.start()
+    deadline = time.monotonic() + 20
+    while pause[1] != 1:
+        assert time.monotonic() < deadline, "the copy never reached the pause"
+        time.sleep(0.001)
+    try:
+        with pytest.raises(RuntimeError, match="single-thread only"):
+            m.insert_many(np.arange(4, 40, dtype=np.uint64), np.arange(4, 40, dtype=np.uint64))
+        with pytest.raises(RuntimeError, match="single-thread only"):
+            m.clear()
+    finally:
+        pause[1] = 2
+        t.join(20)
+    assert not t.is_alive()
+    assert m.slots == 8  # no resize happened under the copy
+    ks = np.sort(out["r"][0][:, 0])
+    assert ks[:4].tolist() == [0, 1, 2, 3]
+    for k in range(4):  # the keys that were in before the misuse are intact
+        assert m[np.uint64(k)] == k * 10
+    m.insert_many(np.arange(100, dtype=np.uint64), np.arange(100, dtype=np.uint64))
+    assert len(m) == 100  # and one thread uses it normally again
+
+
+_MISUSE_SCRIPT = """
+import sys, threading, time
+import numba
+import numpy as np
+from seqmap_nb import PlainMap
+
+@numba.njit(nogil=True)
+def fill(m, base, n):
+    for i in range(n):
+        m.insert(np.uint64(base + i), np.uint64(i))
+
+def worker(m, t, stop, errs):
+    r = 0
+    while not stop.is_set():
+        try:
+            fill(m, (t << 40) + (r << 20), 5000)
+            if r % 4 == 3:
+                m.clear()
+        except RuntimeError:
+            errs[t] += 1
+        r += 1
+
+m = PlainMap(np.uint64, np.uint64, capacity=8)
+fill(m, 1 << 60, 10)
+stop = threading.Event()
+errs = [0] * 4
+ts = [threading.Thread(target=worker, args=(m, t, stop, errs)) for t in range(4)]
+for t in ts:
+    t.start()
+time.sleep(float(sys.argv[1]))
+stop.set()
+for t in ts:
+    t.join()
+del m
+print("misuse detected", sum(errs))
+"""
+
+
+def test_plainmap_from_four_threads_raises_instead_of_corrupting_memory(tmp_path):
+    """Four threads growing and clearing one PlainMap, in a child process so that heap
+    corruption fails this test instead of killing the suite. Before the buffers' lifecycle
+    was shared with SeqMap, this died every time (segfault, or glibc's "corrupted size vs.
+    prev_size"): two threads resized at once and freed a buffer twice. Now a resize finds
+    the other thread and raises, and no buffer is freed while the map lives."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "misuse.py"
+    script.write_text(_MISUSE_SCRIPT)
+    r = subprocess.run([sys.executable, str(script), str(scaled(4, 1))],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, f"exit {r.returncode}: {r.stderr[-2000:]}"
+    detected = int(r.stdout.split("misuse detected")[1])
+    assert detected > 0, "four threads resizing one PlainMap never met each other"
+
+
 # ----------------------------------------------------------------- liveness: recycled buffer
 
 

@@ -37,7 +37,7 @@ from numba.core.errors import TypingError
 from numba.extending import overload, overload_attribute, overload_method
 
 from .._codec import Codec, typed_key_word, typed_value_word, word_scalar
-from .._contents import CopyByContents
+from .._contents import MapBase
 from .._nbext import AddrType, register
 from .._unsafe import raw_words
 from . import _table as T
@@ -157,7 +157,7 @@ def make_decoder(codec):
 # ------------------------------------------------------------------ the Python class
 
 
-class WordMap(CopyByContents):
+class WordMap(MapBase):
     """COMMON-interface Python layer over a header array and the kernels of one kind.
 
     Subclasses set, in ``__init__``: ``self._hdr`` (uint64 array, never replaced), and
@@ -293,18 +293,6 @@ class WordMap(CopyByContents):
             return bool(self._K.get1(self._hdr, self._kenc(k))[0])
         return self.get(k, _MISSING) is not _MISSING
 
-    def contains(self, k):
-        return k in self
-
-    def __getitem__(self, k):
-        v = self.get(k, _MISSING)
-        if v is _MISSING:
-            raise KeyError(k)
-        return v
-
-    def __setitem__(self, k, v):
-        self.insert(k, v)
-
     def __delitem__(self, k):
         if self._fast:
             st, existed, _ = self._K.remove1(self._hdr, self._kenc(k))
@@ -319,9 +307,6 @@ class WordMap(CopyByContents):
 
     def __len__(self):
         return int(self._K.length(self._hdr))
-
-    def is_empty(self):
-        return len(self) == 0
 
     # -------------------------------------------------------------- batch operations
     def get_many(self, keys):
@@ -371,21 +356,9 @@ class WordMap(CopyByContents):
         kw, vw = self._collect()
         return self._kc.words_array(kw), self._vc.words_array(vw)
 
-    def keys(self):
-        return self.items()[0]
-
-    def values(self):
-        return self.items()[1]
-
-    def to_pandas(self):
-        import pandas as pd
-
-        k, v = self.items()
-        return pd.DataFrame({"key": list(k) if k.dtype.fields else k, "value": list(v) if v.dtype.fields else v})
-
-    @property
-    def load_factor(self):
-        return len(self) / self.capacity
+    def memory_bytes(self):
+        """The header and the table's slots."""
+        return int(self._hdr.nbytes + self.slots * self.bytes_per_slot)
 
     def stats(self):
         now = self._raw_stats()
@@ -393,9 +366,6 @@ class WordMap(CopyByContents):
 
     def reset_stats(self):
         self._stats0 = self._raw_stats()
-
-    def __repr__(self):
-        return f"{type(self).__name__}({self.key_dtype}, {self.value_dtype}, len={len(self)}, capacity={self.capacity})"
 
 
 _MISSING = object()

@@ -65,6 +65,30 @@ OVERFLOW = 2
 NO_WORDS = np.zeros(1, np.uint64)
 
 
+def dict_index_slots(n):
+    """The index size of a CPython-style dict (``dict``, ``numba.typed.Dict``) holding `n`
+    entries: a power of two, at least 8, kept at most 2/3 full."""
+    size = 8
+    while size * 2 // 3 < n:
+        size *= 2
+    return size
+
+
+class DictSized:
+    """``slots`` and ``capacity`` of a map kept in a CPython-style dict (``dict``,
+    ``numba.typed.Dict``): an estimate, as neither exposes its index (``_d``: the dict,
+    ``_initial``: the capacity asked for)."""
+
+    @property
+    def slots(self):
+        return dict_index_slots(max(len(self._d), self._initial))
+
+    @property
+    def capacity(self):
+        """Entries before the index grows."""
+        return self.slots * 2 // 3
+
+
 def threshold_of(cap, max_load):
     """Most used slots a table of `cap` slots may hold (always leaves one EMPTY)."""
     return max(1, min(cap - 1, int(cap * max_load)))

@@ -372,12 +372,5 @@ class CasMap(WordMap):
     def slots(self):
         return int(self._hdr[H_CAP])
 
-    @property
-    def load_factor(self):
-        return len(self) / self.slots
-
-    def memory_bytes(self):
-        return int(self._hdr.nbytes + self.slots * self.bytes_per_slot)
-
     def _raw_stats(self):
         return dict(read_retries=0, write_waits=int(total_waits(self._hdr)), resizes=0)

@@ -207,24 +207,36 @@ def length(hdr):
 # ------------------------------------------------------------------ row kernels (any width)
 
 
+@numba.njit(inline="always", **JIT)
+def _row(hdr, kflat, r, kw):
+    """Row `r` of a flat key-word array: (offset of its words, first word, hash, shard)."""
+    ko = r * kw
+    k0 = kflat[ko]
+    h = mix_words(k0, kflat, ko, kw)
+    return ko, k0, h, _shard(hdr, h)
+
+
+@numba.njit(inline="always", **JIT)
+def _copy_value(buf, i, sw, kw, vw, dst, r):
+    """The `vw` value words of slot `i` into ``dst[r * vw:]``."""
+    vb = numba.int64(i) * numba.int64(sw) + 1 + kw
+    for j in range(vw):
+        dst[r * vw + j] = buf[vb + j]
+
+
 @numba.njit(**JIT)
 def get_rows(hdr, kflat, vout, found):
     kw = numba.int64(hdr[H_KW])
     vw = numba.int64(hdr[H_VW])
     sw = hdr[H_SW]
     for r in range(found.shape[0]):
-        ko = r * kw
-        k0 = kflat[ko]
-        h = mix_words(k0, kflat, ko, kw)
-        b = _shard(hdr, h)
+        ko, k0, h, b = _row(hdr, kflat, r, kw)
         _rlock(hdr, b)
         buf = T.buffer(hdr, b, sw)
         i = T.find(buf, hdr[b + T.M_CAP] - numba.uint64(1), sw, kw, h, k0, kflat, ko)
         if i >= 0:
             found[r] = True
-            vb = numba.int64(i) * numba.int64(sw) + 1 + kw
-            for j in range(vw):
-                vout[r * vw + j] = buf[vb + j]
+            _copy_value(buf, i, sw, kw, vw, vout, r)
         read_unlock(hdr, b)
 
 
@@ -235,10 +247,7 @@ def insert_rows(hdr, kflat, vflat, prev, pfound):
     sw = hdr[H_SW]
     ml = bits_f64(hdr[H_MAXLOAD])
     for r in range(pfound.shape[0]):
-        ko = r * kw
-        k0 = kflat[ko]
-        h = mix_words(k0, kflat, ko, kw)
-        b = _shard(hdr, h)
+        ko, k0, h, b = _row(hdr, kflat, r, kw)
         _wlock(hdr, b)
         st, i, existed = T.upsert_slot(hdr, b, sw, kw, ml, h, k0, kflat, ko)
         if st == OK:
@@ -262,18 +271,13 @@ def remove_rows(hdr, kflat, prev, found):
     vw = numba.int64(hdr[H_VW])
     sw = hdr[H_SW]
     for r in range(found.shape[0]):
-        ko = r * kw
-        k0 = kflat[ko]
-        h = mix_words(k0, kflat, ko, kw)
-        b = _shard(hdr, h)
+        ko, k0, h, b = _row(hdr, kflat, r, kw)
         _wlock(hdr, b)
         buf = T.buffer(hdr, b, sw)
         i = T.find(buf, hdr[b + T.M_CAP] - numba.uint64(1), sw, kw, h, k0, kflat, ko)
         if i >= 0:
             found[r] = True
-            vb = numba.int64(i) * numba.int64(sw) + 1 + kw
-            for j in range(vw):
-                prev[r * vw + j] = buf[vb + j]
+            _copy_value(buf, i, sw, kw, vw, prev, r)
             T.erase(hdr, b, sw, i)
         write_unlock(hdr, b)
     return OK
@@ -288,10 +292,7 @@ def add_rows(hdr, kflat, dis, dfs, vout):
     isf = hdr[H_VKIND] == T.V_FLOAT
     n = vout.shape[0]
     for r in range(n):
-        ko = r * kw
-        k0 = kflat[ko]
-        h = mix_words(k0, kflat, ko, kw)
-        b = _shard(hdr, h)
+        ko, k0, h, b = _row(hdr, kflat, r, kw)
         _wlock(hdr, b)
         if isf:
             st, w = _add_locked(hdr, b, sw, kw, h, k0, kflat, ko, numba.int64(0), dfs[r])
@@ -481,13 +482,6 @@ class DashMap(WordMap):
     def slots(self):
         """Slots of the shards' tables together."""
         return int(totals(self._hdr)[0])
-
-    @property
-    def load_factor(self):
-        return len(self) / self.slots
-
-    def memory_bytes(self):
-        return int(self._hdr.nbytes + self.slots * self.bytes_per_slot)
 
     def _raw_stats(self):
         _, rz, rw, ww = totals(self._hdr)

@@ -17,15 +17,16 @@ import threading
 import numpy as np
 
 from .._codec import Codec
-from .._contents import CopyByContents
+from .._contents import MapBase
 from . import _table as T
+from ._table import DictSized
 
 __all__ = ["DictLockMap"]
 
 _MISSING = object()
 
 
-class DictLockMap(CopyByContents):
+class DictLockMap(DictSized, MapBase):
     """Python dict + threading.Lock with the common map interface (Python methods only)."""
 
     def __init__(self, key_dtype, value_dtype, capacity=16):
@@ -106,18 +107,6 @@ class DictLockMap(CopyByContents):
         with self._lock:
             return key in self._d
 
-    def contains(self, k):
-        return k in self
-
-    def __getitem__(self, k):
-        v = self.get(k, _MISSING)
-        if v is _MISSING:
-            raise KeyError(k)
-        return v
-
-    def __setitem__(self, k, v):
-        self.insert(k, v)
-
     def __delitem__(self, k):
         key = self._key(k)
         with self._lock:
@@ -127,9 +116,6 @@ class DictLockMap(CopyByContents):
 
     def __len__(self):
         return len(self._d)
-
-    def is_empty(self):
-        return len(self) == 0
 
     # ---------------------------------------------------------------- batch: Python loops
     def get_many(self, keys):
@@ -144,10 +130,7 @@ class DictLockMap(CopyByContents):
         return out, found
 
     def insert_many(self, keys, values):
-        ks = self._kc.to_array(keys, "keys")
-        vs = self._vc.to_array(values, "values")
-        if vs.shape[0] != ks.shape[0]:
-            raise ValueError(f"values: {vs.shape[0]} values for {ks.shape[0]} keys")
+        ks, vs = self._pairs(keys, values)
         for i in range(ks.shape[0]):
             self.insert(ks[i], vs[i])
 
@@ -159,10 +142,7 @@ class DictLockMap(CopyByContents):
         return found
 
     def add_many(self, keys, deltas):
-        ks = self._kc.to_array(keys, "keys")
-        ds = np.asarray(deltas)
-        if ds.ndim != 1 or ds.shape[0] != ks.shape[0]:
-            raise ValueError(f"add_many: expected {ks.shape[0]} deltas in a 1-d array, got shape {ds.shape}")
+        ks, ds = self._deltas_of(keys, deltas)
         out = np.zeros(ks.shape[0], self.value_dtype)
         for i in range(ks.shape[0]):
             out[i] = self.add(ks[i], ds[i].item())
@@ -179,33 +159,10 @@ class DictLockMap(CopyByContents):
             vs[i] = v
         return ks, vs
 
-    def keys(self):
-        return self.items()[0]
-
-    def values(self):
-        return self.items()[1]
-
-    def to_pandas(self):
-        import pandas as pd
-
-        k, v = self.items()
-        return pd.DataFrame({"key": list(k) if k.dtype.fields else k, "value": list(v) if v.dtype.fields else v})
-
     def clear(self):
         with self._lock:
             self._d.clear()
 
-    @property
-    def capacity(self):
-        """Estimated: CPython's dict index is a power of two kept at most 2/3 full."""
-        size = 8
-        while size * 2 // 3 < max(len(self._d), self._initial):
-            size *= 2
-        return size
-
-    @property
-    def load_factor(self):
-        return len(self) / self.capacity
 
     def memory_bytes(self):
         """The dict itself plus one key object, one entry tuple and one value object per item."""
@@ -216,14 +173,4 @@ class DictLockMap(CopyByContents):
                 per = sys.getsizeof(key) + sys.getsizeof((k, v)) + sys.getsizeof(v)
         return int(sys.getsizeof(self._d) + n * per)
 
-    def stats(self):
-        return dict(read_retries=0, write_waits=0, resizes=0)
-
-    def reset_stats(self):
-        pass
-
-    def probe_lengths(self):
-        raise NotImplementedError("CPython's dict does not expose its probe sequence")
-
-    def __repr__(self):
-        return f"DictLockMap({self.key_dtype}, {self.value_dtype}, len={len(self)})"
+    _no_probes = "CPython's dict does not expose its probe sequence"

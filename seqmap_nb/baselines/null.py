@@ -24,25 +24,20 @@ import operator
 import numba
 import numpy as np
 from numba import types
-from numba.core import cgutils
 from numba.core.errors import TypingError
-from numba.extending import (
-    NativeValue,
-    make_attribute_wrapper,
-    models,
-    overload,
-    overload_method,
-    register_model,
-    typeof_impl,
-    unbox,
-)
+from numba.extending import overload, overload_attribute, overload_method
+
+from .._codec import check_max_load
+from .._contents import MapBase
+from .._nbext import AddrType, register
+from .._unsafe import raw_words
 
 __all__ = ["NullMap"]
 
 _DTYPES = (np.dtype(np.int64), np.dtype(np.uint64))
 
 
-class NullMap:
+class NullMap(MapBase):
     """``NullMap(key_dtype, value_dtype, capacity=16, max_load=0.75)``: holds nothing.
 
     int64/uint64 keys and values (what the harness streams carry). ``capacity`` and
@@ -62,12 +57,12 @@ class NullMap:
             raise TypeError(f"capacity must be an integer, got {type(capacity).__name__}")
         if not 0 < capacity <= 1 << 40:
             raise ValueError(f"capacity must be in 1 .. {1 << 40}, got {capacity}")
-        if isinstance(max_load, bool) or not isinstance(max_load, (int, float)) or not 0.0 < max_load < 1.0:
-            raise ValueError(f"max_load must be in (0, 1), got {max_load!r}")
+        max_load = check_max_load(max_load)
         self.key_dtype, self.value_dtype = kd, vd
         self._capacity = int(capacity)
         self.max_load = float(max_load)
         self._word = np.zeros(1, np.uint64)  # always 0: see the module docstring
+        self._hdr_addr = int(self._word.ctypes.data)  # what njit code unboxes (the one word)
         self._nbtype = NullMapType(numba.from_dtype(kd), numba.from_dtype(vd))
 
     # ---------------------------------------------------------------- scalar
@@ -83,17 +78,11 @@ class NullMap:
     def add(self, k, d):
         return self.value_dtype.type(d)
 
-    def contains(self, k):
-        return False
-
     def __contains__(self, k):
         return False
 
     def __len__(self):
         return 0
-
-    def is_empty(self):
-        return True
 
     # ---------------------------------------------------------------- batch
     def _keys(self, keys):
@@ -124,12 +113,6 @@ class NullMap:
     def items(self):
         return np.empty(0, self.key_dtype), np.empty(0, self.value_dtype)
 
-    def keys(self):
-        return self.items()[0]
-
-    def values(self):
-        return self.items()[1]
-
     def clear(self):
         pass
 
@@ -141,61 +124,33 @@ class NullMap:
     def slots(self):
         return 0
 
-    @property
-    def load_factor(self):
-        return 0.0
-
     def memory_bytes(self):
         return int(self._word.nbytes)
 
-    def stats(self):
-        return dict(read_retries=0, write_waits=0, resizes=0)
+    _no_probes = "the null map has no table to probe"
 
-    def reset_stats(self):
-        pass
-
-    def probe_lengths(self):
-        raise NotImplementedError("the null map has no table to probe")
-
-    def __repr__(self):
-        return f"NullMap({self.key_dtype}, {self.value_dtype})"
+    def _ctor_args(self):
+        return (self.key_dtype, self.value_dtype), dict(capacity=self._capacity, max_load=self.max_load)
 
 
 # ------------------------------------------------------------------ numba type
 
 
-class NullMapType(types.Type):
+class NullMapType(AddrType):
+    """numba type of the null map (data model: the address of its one word, ``_nbext``)."""
+
     def __init__(self, key_ty, val_ty):
         self.key_ty = key_ty
         self.val_ty = val_ty
-        super().__init__(name=f"NullMap({key_ty}, {val_ty})")
+        super().__init__(f"NullMap({key_ty}, {val_ty})")
 
 
-_WORD = types.Array(types.uint64, 1, "C")
+register(NullMap, NullMapType)
 
 
-@register_model(NullMapType)
-class _NullModel(models.StructModel):
-    def __init__(self, dmm, fe_type):
-        super().__init__(dmm, fe_type, [("word", _WORD)])
-
-
-make_attribute_wrapper(NullMapType, "word", "word")
-
-
-@typeof_impl.register(NullMap)
-def _typeof_null(val, c):
-    return val._nbtype
-
-
-@unbox(NullMapType)
-def _unbox_null(typ, obj, c):
-    aobj = c.pyapi.object_getattr_string(obj, "_word")
-    native = c.unbox(_WORD, aobj)
-    c.pyapi.decref(aobj)
-    st = cgutils.create_struct_proxy(typ)(c.context, c.builder)
-    st.word = native.value
-    return NativeValue(st._getvalue(), is_error=native.is_error)
+@overload_attribute(NullMapType, "word", inline="always")
+def _ov_word(m):
+    return lambda m: raw_words(m.addr, 1)
 
 
 def _int_arg(x, what):

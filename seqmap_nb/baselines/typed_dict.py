@@ -36,15 +36,16 @@ from numba.extending import (
 from numba.typed import Dict
 
 from .._codec import Codec, scalar_word, word_scalar
-from .._contents import CopyByContents
+from .._contents import MapBase
 from ..config import JIT
 from . import _table as T
+from ._table import DictSized
 from ._nbmap import _coercer, _delta_args
 
 __all__ = ["TypedDictMap"]
 
 
-class TypedDictMap(CopyByContents):
+class TypedDictMap(DictSized, MapBase):
     """``numba.typed.Dict`` with the common map interface (single thread)."""
 
     def __init__(self, key_dtype, value_dtype, capacity=16):
@@ -108,23 +109,14 @@ class TypedDictMap(CopyByContents):
     def __contains__(self, k):
         return self._key(k) in self._d
 
-    def contains(self, k):
-        return k in self
-
     def __getitem__(self, k):
         return self._d[self._key(k)]
-
-    def __setitem__(self, k, v):
-        self.insert(k, v)
 
     def __delitem__(self, k):
         del self._d[self._key(k)]
 
     def __len__(self):
         return len(self._d)
-
-    def is_empty(self):
-        return len(self._d) == 0
 
     # ---------------------------------------------------------------- batch (one njit kernel each)
     def get_many(self, keys):
@@ -135,10 +127,7 @@ class TypedDictMap(CopyByContents):
         return out, found
 
     def insert_many(self, keys, values):
-        ks = self._kc.to_array(keys, "keys")
-        vs = self._vc.to_array(values, "values")
-        if vs.shape[0] != ks.shape[0]:
-            raise ValueError(f"values: {vs.shape[0]} values for {ks.shape[0]} keys")
+        ks, vs = self._pairs(keys, values)
         _td_insert_many(self._d, ks, vs)
 
     def remove_many(self, keys):
@@ -148,10 +137,7 @@ class TypedDictMap(CopyByContents):
         return found
 
     def add_many(self, keys, deltas):
-        ks = self._kc.to_array(keys, "keys")
-        ds = np.asarray(deltas)
-        if ds.ndim != 1 or ds.shape[0] != ks.shape[0]:
-            raise ValueError(f"add_many: expected {ks.shape[0]} deltas in a 1-d array, got shape {ds.shape}")
+        ks, ds = self._deltas_of(keys, deltas)
         if self._vkind in (T.V_SIGNED, T.V_UNSIGNED):
             if ds.dtype.kind not in "iu":
                 raise TypeError(f"add_many: expected integer deltas for {self.value_dtype}, got {ds.dtype}")
@@ -176,50 +162,17 @@ class TypedDictMap(CopyByContents):
         _td_items(self._d, ks, vs)
         return ks, vs
 
-    def keys(self):
-        return self.items()[0]
-
-    def values(self):
-        return self.items()[1]
-
-    def to_pandas(self):
-        import pandas as pd
-
-        k, v = self.items()
-        return pd.DataFrame({"key": k, "value": v})
-
     def clear(self):
         self._d.clear()
 
-    @property
-    def capacity(self):
-        """Estimated table size: numba's dict grows a power-of-two index at 2/3 usable."""
-        size = 8
-        while size * 2 // 3 < max(len(self._d), self._initial):
-            size *= 2
-        return size
-
-    @property
-    def load_factor(self):
-        return len(self) / self.capacity
 
     def memory_bytes(self):
         """Estimate: index (8 B per slot) + entries (hash + key + value per usable slot)."""
-        size = self.capacity
+        size = self.slots
         entry = 8 + self.key_dtype.itemsize + self.value_dtype.itemsize
         return int(size * 8 + size * 2 // 3 * entry)
 
-    def stats(self):
-        return dict(read_retries=0, write_waits=0, resizes=0)
-
-    def reset_stats(self):
-        pass
-
-    def probe_lengths(self):
-        raise NotImplementedError("numba.typed.Dict does not expose its probe sequence")
-
-    def __repr__(self):
-        return f"TypedDictMap({self.key_dtype}, {self.value_dtype}, len={len(self)})"
+    _no_probes = "numba.typed.Dict does not expose its probe sequence"
 
 
 # ------------------------------------------------------------------ batch kernels
