@@ -342,6 +342,18 @@ def _apply(m, op, k, v, e, vmask, tmask, lenient):
         return e != 1
 
 
+@numba.njit(inline="always", **dict(JIT, cache=False))  # inlined and uncached, as _apply
+def _walk(m, ops, keys, vals, exp, vmask, tmask, lenient, lo, hi, bad, first):
+    """Ops lo..hi-1 of a stream, no clock code inside; returns (bad, first) updated: the
+    count of mismatches and the index of the first."""
+    for i in range(lo, hi):
+        if not _apply(m, ops[i], keys[i], vals[i], exp[i], vmask, tmask, lenient):
+            if bad == 0:
+                first = i
+            bad += 1
+    return bad, first
+
+
 @numba.njit(**JIT)
 def _kernel(m, ctl, ops, keys, vals, exp, vmask, tmask, lenient):
     """Walk one thread's stream: (start_ns, end_ns, mismatches, first mismatch index, ran,
@@ -350,13 +362,7 @@ def _kernel(m, ctl, ops, keys, vals, exp, vmask, tmask, lenient):
         return 0, 0, 0, -1, 0, 0, numba.uint64(0)
     cpu0 = thread_cpu_ns()
     t0 = monotonic_ns()
-    bad = 0
-    first = -1
-    for i in range(ops.shape[0]):
-        if not _apply(m, ops[i], keys[i], vals[i], exp[i], vmask, tmask, lenient):
-            if bad == 0:
-                first = i
-            bad += 1
+    bad, first = _walk(m, ops, keys, vals, exp, vmask, tmask, lenient, 0, ops.shape[0], 0, -1)
     t1 = monotonic_ns()
     return t0, t1, bad, first, 1, thread_cpu_ns() - cpu0, numba.uint64(0)
 
@@ -383,24 +389,16 @@ def _kernel_sampled(m, ctl, ops, keys, vals, exp, vmask, tmask, lenient, lat, ev
     i = 0
     while i < n:
         c0 = cycles()
-        ok = _apply(m, ops[i], keys[i], vals[i], exp[i], vmask, tmask, lenient)
+        bad, first = _walk(m, ops, keys, vals, exp, vmask, tmask, lenient, i, i + 1, bad, first)
         c1 = cycles()
         if j < nlat:
             lat[j] = c1 - c0
             j += 1
         longest = max(longest, c0 - prev, c1 - c0)
         prev = c1
-        if not ok:
-            if bad == 0:
-                first = i
-            bad += 1
         # the ops up to the next sample: the unsampled kernel's loop, no clock code inside
         end = min(i + every, n)
-        for q in range(i + 1, end):
-            if not _apply(m, ops[q], keys[q], vals[q], exp[q], vmask, tmask, lenient):
-                if bad == 0:
-                    first = q
-                bad += 1
+        bad, first = _walk(m, ops, keys, vals, exp, vmask, tmask, lenient, i + 1, end, bad, first)
         i = end
     longest = max(longest, cycles() - prev)
     t1 = monotonic_ns()

@@ -435,10 +435,12 @@ def _delta_args(argty, vty):
     raise TypingError(f"add: values of {vty} cannot be added to (integer and float values only)")
 
 
-def _need_scalar(m, what):
+def _prepare(m, k, what):
+    """The kernels of `m`'s kind and the njit conversion of the key for ``m.what(k, ...)``."""
     if m.key_ty is None or m.val_ty is None:
         raise TypingError(f"{what}: inside njit code maps take bool/int/float keys and values only; "
                           "use the batch calls for record dtypes")
+    return _KERNELS[m.kind], _coercer(k, m.key_ty, True, what)
 
 
 @numba.njit(inline="always")
@@ -455,14 +457,11 @@ def _raise_status(st):
 
 @overload_method(WordMapType, "get", inline="always")
 def _ov_get(m, k):
-    _need_scalar(m, "get")
-    K = _KERNELS[m.kind]
-    _get1, _insert1, _remove1, _add1 = K.get1, K.insert1, K.remove1, K.add1
-    kw = _coercer(k, m.key_ty, True, "get")
-    vt = m.val_ty
+    K, kw = _prepare(m, k, "get")
+    get1, vt = K.get1, m.val_ty
 
     def impl(m, k):
-        found, w = _get1(m.hdr, kw(k))
+        found, w = get1(m.hdr, kw(k))
         if found:
             return word_scalar(w, vt)
         return None
@@ -472,15 +471,9 @@ def _ov_get(m, k):
 
 @overload_method(WordMapType, "contains", inline="always")
 def _ov_contains(m, k):
-    _need_scalar(m, "contains")
-    K = _KERNELS[m.kind]
-    _get1, _insert1, _remove1, _add1 = K.get1, K.insert1, K.remove1, K.add1
-    kw = _coercer(k, m.key_ty, True, "contains")
-
-    def impl(m, k):
-        return _get1(m.hdr, kw(k))[0]
-
-    return impl
+    K, kw = _prepare(m, k, "contains")
+    get1 = K.get1
+    return lambda m, k: get1(m.hdr, kw(k))[0]
 
 
 @overload(operator.contains)
@@ -492,21 +485,17 @@ def _ov_in(m, k):
 @overload(len)
 def _ov_len(m):
     if isinstance(m, WordMapType):
-        _length = _KERNELS[m.kind].length
-        return lambda m: _length(m.hdr)
+        length = _KERNELS[m.kind].length
+        return lambda m: length(m.hdr)
 
 
 @overload_method(WordMapType, "insert", inline="always")
 def _ov_insert(m, k, v):
-    _need_scalar(m, "insert")
-    K = _KERNELS[m.kind]
-    _get1, _insert1, _remove1, _add1 = K.get1, K.insert1, K.remove1, K.add1
-    kw = _coercer(k, m.key_ty, True, "insert")
-    vw = _coercer(v, m.val_ty, False, "insert")
-    vt = m.val_ty
+    K, kw = _prepare(m, k, "insert")
+    insert1, vw, vt = K.insert1, _coercer(v, m.val_ty, False, "insert"), m.val_ty
 
     def impl(m, k, v):
-        st, existed, prev = _insert1(m.hdr, kw(k), vw(v))
+        st, existed, prev = insert1(m.hdr, kw(k), vw(v))
         _raise_status(st)
         if existed:
             return word_scalar(prev, vt)
@@ -517,14 +506,11 @@ def _ov_insert(m, k, v):
 
 @overload_method(WordMapType, "remove", inline="always")
 def _ov_remove(m, k):
-    _need_scalar(m, "remove")
-    K = _KERNELS[m.kind]
-    _get1, _insert1, _remove1, _add1 = K.get1, K.insert1, K.remove1, K.add1
-    kw = _coercer(k, m.key_ty, True, "remove")
-    vt = m.val_ty
+    K, kw = _prepare(m, k, "remove")
+    remove1, vt = K.remove1, m.val_ty
 
     def impl(m, k):
-        st, existed, prev = _remove1(m.hdr, kw(k))
+        st, existed, prev = remove1(m.hdr, kw(k))
         _raise_status(st)
         if existed:
             return word_scalar(prev, vt)
@@ -535,16 +521,12 @@ def _ov_remove(m, k):
 
 @overload_method(WordMapType, "add", inline="always")
 def _ov_add(m, k, d):
-    _need_scalar(m, "add")
-    K = _KERNELS[m.kind]
-    _get1, _insert1, _remove1, _add1 = K.get1, K.insert1, K.remove1, K.add1
-    kw = _coercer(k, m.key_ty, True, "add")
-    dl = _delta_args(d, m.val_ty)
-    vt = m.val_ty
+    K, kw = _prepare(m, k, "add")
+    add1, dl, vt = K.add1, _delta_args(d, m.val_ty), m.val_ty
 
     def impl(m, k, d):
         di, df = dl(d)
-        st, w = _add1(m.hdr, kw(k), di, df)
+        st, w = add1(m.hdr, kw(k), di, df)
         _raise_status(st)
         return word_scalar(w, vt)
 

@@ -95,10 +95,15 @@ def _stripe(i):
 
 
 @numba.njit(inline="always", **JIT)
-def _locate(hdr, k0):
-    """(array, base, key tag) of the cell of key `k0` for reading: -1 base = miss."""
+def _cell(hdr, k0, claim):
+    """(array, base, claimed_by_us) of the cell of key `k0`: the slot holding it, or with
+    `claim` (inserts; a constant, folded away after inlining) the first EMPTY slot of its
+    chain claimed by CAS. Base -1: a miss (lookups) or a full table (claims)."""
     if k0 == 0:
-        return hdr, numba.int64(ZERO_CELL), numba.uint64(1)
+        if claim:
+            old = atomic_cas(hdr, ZERO_CELL, 0, 1, "acq_rel")
+            return hdr, numba.int64(ZERO_CELL), old == 0
+        return hdr, numba.int64(ZERO_CELL), False
     s = _slots(hdr)
     cap = hdr[H_CAP]
     mask = cap - numba.uint64(1)
@@ -106,28 +111,9 @@ def _locate(hdr, k0):
     for _ in range(cap):
         base = numba.int64(i) * SW
         kk = atomic_load(s, base, "relaxed")  # CG1
-        if kk == k0:
-            return s, base, k0
         if kk == 0:
-            return s, numba.int64(-1), k0
-        i = (i + numba.uint64(1)) & mask
-    return s, numba.int64(-1), k0
-
-
-@numba.njit(inline="always", **JIT)
-def _claim(hdr, k0):
-    """(array, base, claimed_by_us) of the cell of `k0` for writing; base -1 = table full."""
-    if k0 == 0:
-        old = atomic_cas(hdr, ZERO_CELL, 0, 1, "acq_rel")
-        return hdr, numba.int64(ZERO_CELL), old == 0
-    s = _slots(hdr)
-    cap = hdr[H_CAP]
-    mask = cap - numba.uint64(1)
-    i = mix64(k0) & mask
-    for _ in range(cap):
-        base = numba.int64(i) * SW
-        kk = atomic_load(s, base, "relaxed")
-        if kk == 0:
+            if not claim:
+                return s, numba.int64(-1), False
             kk = atomic_cas(s, base, 0, k0, "acq_rel")  # CI1: claim the first EMPTY slot
             if kk == 0:
                 return s, base, True
@@ -160,7 +146,7 @@ def _await_published(hdr, arr, base):
 @numba.njit(**JIT)
 def get1(hdr, k0):
     k0 = numba.uint64(k0)
-    arr, base, _ = _locate(hdr, k0)
+    arr, base, _ = _cell(hdr, k0, False)
     if base < 0:
         return False, numba.uint64(0)
     if atomic_load(arr, base + 1, "acquire") != 1:  # CG2
@@ -172,7 +158,7 @@ def get1(hdr, k0):
 def insert1(hdr, k0, v0):
     k0 = numba.uint64(k0)
     v0 = numba.uint64(v0)
-    arr, base, mine = _claim(hdr, k0)
+    arr, base, mine = _cell(hdr, k0, True)
     if base < 0:
         return FULL, False, numba.uint64(0)
     if mine:
@@ -192,7 +178,7 @@ def remove1(hdr, k0):
 def add1(hdr, k0, di, df):
     k0 = numba.uint64(k0)
     d = numba.uint64(di)  # two's complement: fetch_add of a negative delta subtracts
-    arr, base, mine = _claim(hdr, k0)
+    arr, base, mine = _cell(hdr, k0, True)
     if base < 0:
         return FULL, numba.uint64(0)
     if mine:

@@ -224,20 +224,35 @@ def _copy_value(buf, i, sw, kw, vw, dst, r):
         dst[r * vw + j] = buf[vb + j]
 
 
-@numba.njit(**JIT)
-def get_rows(hdr, kflat, vout, found):
+@numba.njit(inline="always", **JIT)
+def _find_rows(hdr, kflat, out, found, take):
+    """Each row's value into `out` (`found` set); with `take` (remove: a constant) under
+    the shard's write lock, and the entry erased."""
     kw = numba.int64(hdr[H_KW])
     vw = numba.int64(hdr[H_VW])
     sw = hdr[H_SW]
     for r in range(found.shape[0]):
         ko, k0, h, b = _row(hdr, kflat, r, kw)
-        _rlock(hdr, b)
+        if take:
+            _wlock(hdr, b)
+        else:
+            _rlock(hdr, b)
         buf = T.buffer(hdr, b, sw)
         i = T.find(buf, hdr[b + T.M_CAP] - numba.uint64(1), sw, kw, h, k0, kflat, ko)
         if i >= 0:
             found[r] = True
-            _copy_value(buf, i, sw, kw, vw, vout, r)
-        read_unlock(hdr, b)
+            _copy_value(buf, i, sw, kw, vw, out, r)
+            if take:
+                T.erase(hdr, b, sw, i)
+        if take:
+            write_unlock(hdr, b)
+        else:
+            read_unlock(hdr, b)
+
+
+@numba.njit(**JIT)
+def get_rows(hdr, kflat, vout, found):
+    _find_rows(hdr, kflat, vout, found, False)
 
 
 @numba.njit(**JIT)
@@ -252,11 +267,10 @@ def insert_rows(hdr, kflat, vflat, prev, pfound):
         st, i, existed = T.upsert_slot(hdr, b, sw, kw, ml, h, k0, kflat, ko)
         if st == OK:
             buf = T.buffer(hdr, b, sw)
-            vb = numba.int64(i) * numba.int64(sw) + 1 + kw
             if existed:
                 pfound[r] = True
-                for j in range(vw):
-                    prev[r * vw + j] = buf[vb + j]
+                _copy_value(buf, i, sw, kw, vw, prev, r)
+            vb = numba.int64(i) * numba.int64(sw) + 1 + kw
             for j in range(vw):
                 buf[vb + j] = vflat[r * vw + j]
         write_unlock(hdr, b)
@@ -267,19 +281,7 @@ def insert_rows(hdr, kflat, vflat, prev, pfound):
 
 @numba.njit(**JIT)
 def remove_rows(hdr, kflat, prev, found):
-    kw = numba.int64(hdr[H_KW])
-    vw = numba.int64(hdr[H_VW])
-    sw = hdr[H_SW]
-    for r in range(found.shape[0]):
-        ko, k0, h, b = _row(hdr, kflat, r, kw)
-        _wlock(hdr, b)
-        buf = T.buffer(hdr, b, sw)
-        i = T.find(buf, hdr[b + T.M_CAP] - numba.uint64(1), sw, kw, h, k0, kflat, ko)
-        if i >= 0:
-            found[r] = True
-            _copy_value(buf, i, sw, kw, vw, prev, r)
-            T.erase(hdr, b, sw, i)
-        write_unlock(hdr, b)
+    _find_rows(hdr, kflat, prev, found, True)
     return OK
 
 
