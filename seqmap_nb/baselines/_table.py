@@ -75,9 +75,12 @@ def dict_index_slots(n):
 
 
 class DictSized:
-    """``slots`` and ``capacity`` of a map kept in a CPython-style dict (``dict``,
-    ``numba.typed.Dict``): an estimate, as neither exposes its index (``_d``: the dict,
-    ``_initial``: the capacity asked for)."""
+    """``len``, ``slots`` and ``capacity`` of a map kept in a CPython-style dict (``dict``,
+    ``numba.typed.Dict``): the sizes are an estimate, as neither exposes its index
+    (``_d``: the dict, ``_initial``: the capacity asked for)."""
+
+    def __len__(self):
+        return len(self._d)
 
     @property
     def slots(self):

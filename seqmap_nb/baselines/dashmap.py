@@ -108,20 +108,35 @@ def _add_value(w, di, df, vkind, vbits):
 # (KW == VW == 1; slot = ctrl | key | value | pad)
 
 
-@numba.njit(**JIT)
-def get1(hdr, k0):
+@numba.njit(inline="always", **JIT)
+def _find1(hdr, k0, take):
+    """(found, value word) of key `k0`; with `take` (remove: a constant) under the shard's
+    write lock, and the entry erased."""
     k0 = numba.uint64(k0)
     h = mix64(k0)
     b = _shard(hdr, h)
     sw = hdr[H_SW]
-    _rlock(hdr, b)
+    if take:
+        _wlock(hdr, b)
+    else:
+        _rlock(hdr, b)
     buf = T.buffer(hdr, b, sw)
     i = T.find(buf, hdr[b + T.M_CAP] - numba.uint64(1), sw, 1, h, k0, NO_WORDS, 0)
     v = numba.uint64(0)
     if i >= 0:
         v = buf[numba.uint64(i) * sw + numba.uint64(2)]
-    read_unlock(hdr, b)
+        if take:
+            T.erase(hdr, b, sw, i)
+    if take:
+        write_unlock(hdr, b)
+    else:
+        read_unlock(hdr, b)
     return i >= 0, v
+
+
+@numba.njit(**JIT)
+def get1(hdr, k0):
+    return _find1(hdr, k0, False)
 
 
 @numba.njit(**JIT)
@@ -146,19 +161,8 @@ def insert1(hdr, k0, v0):
 
 @numba.njit(**JIT)
 def remove1(hdr, k0):
-    k0 = numba.uint64(k0)
-    h = mix64(k0)
-    b = _shard(hdr, h)
-    sw = hdr[H_SW]
-    _wlock(hdr, b)
-    buf = T.buffer(hdr, b, sw)
-    i = T.find(buf, hdr[b + T.M_CAP] - numba.uint64(1), sw, 1, h, k0, NO_WORDS, 0)
-    prev = numba.uint64(0)
-    if i >= 0:
-        prev = buf[numba.uint64(i) * sw + numba.uint64(2)]
-        T.erase(hdr, b, sw, i)
-    write_unlock(hdr, b)
-    return OK, i >= 0, prev
+    found, prev = _find1(hdr, k0, True)
+    return OK, found, prev
 
 
 @numba.njit(**JIT)

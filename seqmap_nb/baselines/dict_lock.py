@@ -114,9 +114,6 @@ class DictLockMap(DictSized, MapBase):
                 raise KeyError(k)
             del self._d[key]
 
-    def __len__(self):
-        return len(self._d)
-
     # ---------------------------------------------------------------- batch: Python loops
     def get_many(self, keys):
         ks = self._kc.to_array(keys, "keys")

@@ -115,9 +115,6 @@ class TypedDictMap(DictSized, MapBase):
     def __delitem__(self, k):
         del self._d[self._key(k)]
 
-    def __len__(self):
-        return len(self._d)
-
     # ---------------------------------------------------------------- batch (one njit kernel each)
     def get_many(self, keys):
         ks = self._kc.to_array(keys, "keys")
