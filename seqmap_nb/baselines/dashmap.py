@@ -97,6 +97,22 @@ def _wlock(hdr, b):
 
 
 @numba.njit(inline="always", **JIT)
+def _lock(hdr, b, write):
+    if write:
+        _wlock(hdr, b)
+    else:
+        _rlock(hdr, b)
+
+
+@numba.njit(inline="always", **JIT)
+def _unlock(hdr, b, write):
+    if write:
+        write_unlock(hdr, b)
+    else:
+        read_unlock(hdr, b)
+
+
+@numba.njit(inline="always", **JIT)
 def _add_value(w, di, df, vkind, vbits):
     """(new word, ok) of value word `w` plus the delta (int64 `di` or float64 `df`)."""
     if vkind == T.V_FLOAT:
@@ -116,10 +132,7 @@ def _find1(hdr, k0, take):
     h = mix64(k0)
     b = _shard(hdr, h)
     sw = hdr[H_SW]
-    if take:
-        _wlock(hdr, b)
-    else:
-        _rlock(hdr, b)
+    _lock(hdr, b, take)
     buf = T.buffer(hdr, b, sw)
     i = T.find(buf, hdr[b + T.M_CAP] - numba.uint64(1), sw, 1, h, k0, NO_WORDS, 0)
     v = numba.uint64(0)
@@ -127,10 +140,7 @@ def _find1(hdr, k0, take):
         v = buf[numba.uint64(i) * sw + numba.uint64(2)]
         if take:
             T.erase(hdr, b, sw, i)
-    if take:
-        write_unlock(hdr, b)
-    else:
-        read_unlock(hdr, b)
+    _unlock(hdr, b, take)
     return i >= 0, v
 
 
@@ -237,10 +247,7 @@ def _find_rows(hdr, kflat, out, found, take):
     sw = hdr[H_SW]
     for r in range(found.shape[0]):
         ko, k0, h, b = _row(hdr, kflat, r, kw)
-        if take:
-            _wlock(hdr, b)
-        else:
-            _rlock(hdr, b)
+        _lock(hdr, b, take)
         buf = T.buffer(hdr, b, sw)
         i = T.find(buf, hdr[b + T.M_CAP] - numba.uint64(1), sw, kw, h, k0, kflat, ko)
         if i >= 0:
@@ -248,10 +255,7 @@ def _find_rows(hdr, kflat, out, found, take):
             _copy_value(buf, i, sw, kw, vw, out, r)
             if take:
                 T.erase(hdr, b, sw, i)
-        if take:
-            write_unlock(hdr, b)
-        else:
-            read_unlock(hdr, b)
+        _unlock(hdr, b, take)
 
 
 @numba.njit(**JIT)
