@@ -20,24 +20,31 @@ A buffer is raw memory (``_unsafe.raw_alloc``; never freed while the map lives, 
 operation can ever touch freed memory, and no numba array references it)::
 
     +- line 0 -+- lines 1..16: 16 stripes -+- slots ------------------------+- counters -+- chunks -+
-    | NBYTES CAP MASK LOG2 GROW STEP ... | COUNT_k (one line each)   | seq|key|val| seq|key|val| ... | one per 8  | one per  |
-    |                                    | k = slot index % 16        |                                 | slots      | 512 slots|
+    | NBYTES CAP MASK LOG2 GROW STEP ... | COUNT_k, TALLY_k (a line  | seq|key|val| seq|key|val| ... | one per 8  | one per  |
+    |                                    | each), k: the thread's     |                                 | homes (or  | 512 slots|
+    |                                    | stripe                     |                                 | none)      |          |
     +------------------------------------+---------------------------+---------------------------------+------------+----------+
       slot = seq word + KW key words + VW value words, padded (``_codec.slot_words``:
       u64/u64 is 4 words, two slots per 64-byte line)
 
-COUNT_k packs the live entries (low 32 bits) and tombstones (high 32 bits) of the slots
-with ``index % 16 == k``, so that an insert into an EMPTY slot (+1), a remove (+2**32 - 1)
-and an insert that reuses a tombstone (+1 - 2**32) are one atomic add each, made while
-the slot is locked (a resize's counts can then never miss or double-count one).
+COUNT_k packs live entries (low 32 bits) and tombstones (high 32 bits), counted by the
+threads whose stripe is k (from the thread's own address: two threads writing at once
+count on two lines, not on one line every write would pull over), so that an insert into
+an EMPTY slot (+1), a remove (+2**32 - 1) and an insert that reuses a tombstone
+(+1 - 2**32) are one atomic add each, made while the slot is locked (a resize's counts can
+then never miss or double-count one). Only the sum of all stripes means anything (a
+thread may remove more than it inserted). TALLY_k counts the EMPTY slots its threads
+claimed, for W5.
 
 The sequence word of a slot is ``_seqlock``'s: LOCKED (bit 0), state EMPTY / FULL /
 TOMBSTONE (bits 2-3), version (bits 4..) bumped by every write and never reused for the
 life of the memory. No key value is reserved: state lives in the sequence word. The home
 slot of a key is ``hash_words(key) & mask`` (``_hash``); probing is linear.
 
-Insert counters: one word per group of 8 home slots, counting the new keys inserted from
-that group's homes. They are what makes reusing a freed slot safe (below).
+Insert counters count the new keys inserted from a home slot: where the slot layout has a
+padding word (u64/u64: seq, key, value, pad) it is the home slot's own pad, on the line
+the probe loads first; other layouts have one word per group of 8 home slots after the
+slots. They are what makes reusing a freed slot safe (below).
 
 Reader (get / contains): lock-free, never waits for a resize, writes nothing
 ==========================================================================
@@ -82,9 +89,10 @@ Writer (insert / add / remove)
       another new key was inserted from the same home group since W1, give the slot back
       unchanged and start over. Write key and value, count the stripe (live + 1, and
       tombstones - 1 for a reused slot), unlock as FULL.
-  W5. After an insert of a new key or a remove in BUF: if its stripe is near its share of
-      the growth or tombstone threshold, sum the stripes and start a job (see the move).
-      Writers then do one chunk of a clear phase, if one is running.
+  W5. After an insert into an EMPTY slot of BUF: every ``STEP`` such claims on its stripe
+      (TALLY_k), the writer sums the stripes and starts a job when used = live +
+      tombstones passes the growth threshold (see the move). Writers then do one chunk of
+      a clear phase, if one is running.
 
 Why a key is never present twice, although freed slots are reused
 ------------------------------------------------------------------
@@ -105,8 +113,8 @@ reused, the first EMPTY slot of a chain is the single meeting point of all inser
 key, and churn fills a table with tombstones until a rebuild; reusing a tombstone without
 the counter is the duplicate-key race of many open-addressing tables.)
 
-A counter CAS that fails only costs a retry; inserts of different keys from one home
-group are rare at any table size worth the name (8 homes per counter).
+A counter CAS that fails only costs a retry; concurrent inserts of different new keys
+with one home slot (or group of 8) are rare at any table size worth the name.
 
 Readers and reuse
 -----------------
@@ -125,8 +133,9 @@ absent. Hits return a value written for our key (S4 on the hit slot).
 
 Resize: a job every writer helps with (``_lifecycle`` J1-J6)
 =============================================================
-A job starts (W5) when used = live + tombstones passes ``grow = max_load * slots`` or the
-tombstones pass ``slots / 8`` (or a writer found no free slot, or ``clear()``). The new
+A job starts (W5) when used = live + tombstones passes ``grow = max_load * slots`` (or a
+writer found no free slot, or ``clear()``): inserts reuse tombstones, so under steady
+churn used grows only by inserts that found no tombstone in their chain. The new
 capacity follows hashbrown's rule: the same (a rebuild that drops the tombstones) when
 live entries fill at most half of ``grow``, else doubled (more than once if they would
 still fill 2/3 of the new ``grow``). The target comes from the pool (a recycled buffer of
