@@ -84,6 +84,20 @@ def is_scalar_kind(dt):
     return dt.fields is None and dt.subdtype is None and dt.kind in "biuf"
 
 
+def _padding(dt):
+    """Byte ranges of an item of float or complex dtype `dt` that hold no part of its value.
+
+    x87 extended precision (longdouble on x86) keeps 80 bits in 12 or 16 bytes; numpy leaves
+    the rest as whatever the memory held, so two equal numbers can differ there. Those bytes
+    are zeroed in the canonical words, or equal keys would not be found and equal values
+    would not compare equal by their words. IEEE formats have none."""
+    part = dt.itemsize // (2 if dt.kind == "c" else 1)
+    fi = np.finfo(dt)
+    if part > 8 and fi.nmant == 63 and fi.nexp == 15:  # x87: 64-bit significand, 15-bit exponent
+        return tuple((p * part + 10, (p + 1) * part) for p in range(dt.itemsize // part))
+    return ()
+
+
 def _exact_ints(xs, base):
     """A Python (nested) sequence of ints as an array of integer dtype `base`, exactly.
 
@@ -105,7 +119,7 @@ def _exact_ints(xs, base):
 class Codec:
     """Validation and conversion of items of one dtype to and from canonical words."""
 
-    __slots__ = ("dtype", "nwords", "kind", "is_key", "lo", "hi", "mask", "scalar")
+    __slots__ = ("dtype", "nwords", "kind", "is_key", "lo", "hi", "mask", "scalar", "pad")
 
     def __init__(self, dt, *, is_key, what):
         self.dtype = validate_dtype(dt, what)
@@ -118,6 +132,7 @@ class Codec:
             info = np.iinfo(self.dtype)
             self.lo, self.hi = int(info.min), int(info.max)
         self.mask = (1 << (8 * self.dtype.itemsize)) - 1 if self.dtype.itemsize <= 8 else None
+        self.pad = _padding(self.dtype) if self.kind in "fc" else ()
 
     # ---------------------------------------------------------------- one item
     def check_int(self, x):
@@ -206,6 +221,8 @@ class Codec:
     def item_words(self, a):
         buf = np.zeros(self.nwords * 8, np.uint8)
         buf[: self.dtype.itemsize] = np.frombuffer(np.ascontiguousarray(a).tobytes(), np.uint8)
+        for lo, hi in self.pad:
+            buf[lo:hi] = 0
         return buf.view("<u8").astype(np.uint64)
 
     def from_words(self, w):
@@ -292,10 +309,12 @@ class Codec:
         """Canonical words of a 1-d array of the dtype: uint64 array of shape (n, nwords)."""
         n = a.shape[0]
         isz = self.dtype.itemsize
-        if isz == self.nwords * 8:
+        if isz == self.nwords * 8 and not self.pad:
             return np.ascontiguousarray(a).view(np.uint8).reshape(n, isz).view("<u8").astype(np.uint64, copy=False).reshape(n, self.nwords)
         buf = np.zeros((n, self.nwords * 8), np.uint8)
         buf[:, :isz] = np.ascontiguousarray(a).view(np.uint8).reshape(n, isz)
+        for lo, hi in self.pad:
+            buf[:, lo:hi] = 0
         return buf.view("<u8").astype(np.uint64, copy=False).reshape(n, self.nwords)
 
     def words_array(self, w):

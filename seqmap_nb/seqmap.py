@@ -57,7 +57,10 @@ _ERR_MISUSE = ("PlainMap is single-thread only, and a resize found another threa
 
 
 def _nb_scalar(codec):
-    return numba.from_dtype(codec.dtype) if codec.scalar else None
+    """The numba type of the scalar fast path, or None (numba has no float16/longdouble)."""
+    if not codec.scalar or codec.kind == "f" and codec.dtype.itemsize not in (4, 8):
+        return None
+    return numba.from_dtype(codec.dtype)
 
 
 # --------------------------------------------------------------------------- kernels per layout

@@ -149,6 +149,27 @@ def test_float_keys_by_value():
     assert np.signbit(m.get(2.0))
 
 
+@pytest.mark.skipif(np.finfo(np.longdouble).nmant != 63, reason="x87 extended longdouble only")
+@pytest.mark.parametrize("dt", [np.longdouble, np.clongdouble])
+def test_extended_precision_keys_ignore_padding_bytes(dt):
+    """An x87 long double is 10 bytes of value in 16; numpy copies the other 6 from
+    wherever the number was (a C stack slot: garbage). Equal numbers whose padding differs
+    must be one key, and values must come back the same."""
+    clean = np.array([1.5, -2.25, 3.0, 4.0], dt)
+    raw = bytearray(clean.tobytes())
+    part = np.dtype(dt).itemsize // (2 if np.dtype(dt).kind == "c" else 1)
+    for start in range(0, len(raw), part):
+        raw[start + 10:start + part] = b"\xab" * (part - 10)
+    dirty = np.frombuffer(bytes(raw), dt)
+    assert dirty.tobytes() != clean.tobytes() and (dirty == clean).all()  # the premise
+    m = SeqMap(dt, dt)
+    m.insert(dirty[0], dirty[1])
+    m.insert_many(dirty[2:], dirty[2:])
+    assert m.get(clean[0]) == clean[1] and m[clean[2]] == clean[2] and m[clean[3]] == clean[3]
+    assert m.insert(clean[0], clean[0]) is not None and len(m) == 3
+    assert len(m.remove_many(clean[1:3])) == 2 and len(m) == 2  # found by the batch path too
+
+
 def test_record_and_subarray_dtypes():
     rec = np.dtype([("x", "f8"), ("n", "u4")])
     m = SeqMap(rec, np.dtype(("u8", 3)), capacity=1)
