@@ -30,6 +30,7 @@ import glob
 import hashlib
 import os
 
+import numba
 from numba import types
 from numba.core import cgutils
 from numba.extending import (
@@ -108,12 +109,12 @@ class _AddrModel(models.StructModel):
 
 
 def register(pycls, typecls):
-    """Make instances of `pycls` (with ``_nbtype``, an instance of `typecls`, and
+    """Make instances of `pycls` (with ``_numba_type_``, an instance of `typecls`, and
     ``_hdr_addr``) arguments of njit functions."""
 
     @typeof_impl.register(pycls)
     def _typeof(val, c):
-        return val._nbtype
+        return val._numba_type_
 
     register_model(typecls)(_AddrModel)
     make_attribute_wrapper(typecls, "addr", "addr")
@@ -150,3 +151,40 @@ def at_addr(typingctx, addr, T):
         return st._getvalue()
 
     return ty(addr, T), codegen
+
+
+# --------------------------------------------------------------------------- entry points
+
+
+def fast_types(nbtype):
+    """Python types the scalar methods hand straight to a kernel typed `nbtype`: the
+    builtin types of its kind and the numpy scalar type of its dtype."""
+    dt = numba.np.numpy_support.as_dtype(nbtype)
+    base = {"b": {bool}, "i": {int}, "u": {int}, "f": {float, int}, "c": {complex, float, int}}[dt.kind]
+    return frozenset(base | {dt.type})
+
+
+class EntryPoints(dict):
+    """Python argument types -> the compiled entry point of one scalar kernel, or None.
+
+    Calling a jitted function goes through numba's dispatcher, which works out the numba
+    type of every argument and looks the overload up: about 100 ns of a ~450 ns call on
+    the reference machine. The scalar methods know the types already (they take the fast
+    path only for the exact types of :func:`fast_types`), so they look the compiled function
+    up here by ``type(k)`` (or ``(type(k), type(v))``) and call it directly, as the
+    dispatcher itself would. ``Dispatcher.compile(sig)`` compiles the signature, or loads
+    it from the cache, and returns that entry point. Any other type maps to None: the
+    caller's general path, which validates and converts. Shared by every structure of a type.
+    """
+
+    def __init__(self, kernel, *fast):
+        super().__init__()
+        self._kernel, self._fast = kernel, fast
+
+    def __missing__(self, key):
+        ts = key if isinstance(key, tuple) else (key,)
+        ep = None
+        if self._kernel is not None and all(t in f for t, f in zip(ts, self._fast)):
+            ep = self._kernel.compile((types.intp,) + tuple(numba.typeof(t(0)) for t in ts))
+        self[key] = ep
+        return ep

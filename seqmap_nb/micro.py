@@ -261,7 +261,7 @@ def run(a):
     small = lookup[lookup < np.uint64(2**63)]
     hk = [int(k) for k in np.resize(small, calls)]
     addr = sm._hdr_addr
-    kernel = sm._k.get1  # the jitted function m.get runs, called through numba's dispatcher
+    kernel = sm._scalar.get1  # the jitted function m.get runs, called through numba's dispatcher
     entry = sm._get_ep[int]  # its compiled entry point, which m.get calls
 
     def loop_calling(fn, first):
