@@ -180,6 +180,7 @@ class SeqArray:
         k = _scalar_kernels(at) if at.fast is not None else None
         self._get_ep = k.get_ep if k else _NO_ENTRY
         self._set_ep = k.set_ep if k else _NO_ENTRY
+        self._scalar = k
 
     @classmethod
     def with_capacity(cls, dtype, capacity):
@@ -538,7 +539,7 @@ def _scalar_kernels(AT):
         at_addr(a, AT).set(i, v)
 
     vfast = _fast_types(AT.fast)
-    return type("ScalarKernels", (), dict(get_ep=_EntryPoints(get1, _INDEX_TYPES),
+    return type("ScalarKernels", (), dict(get1=get1, set1=set1, get_ep=_EntryPoints(get1, _INDEX_TYPES),
                                           set_ep=_EntryPoints(set1, _INDEX_TYPES, vfast)))
 
 
