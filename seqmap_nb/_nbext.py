@@ -29,6 +29,9 @@ a function recompiles instead of running stale code.
 import glob
 import hashlib
 import os
+import sys
+import threading
+import time
 
 import numba
 from llvmlite import ir
@@ -98,10 +101,19 @@ class AddrType(types.Type):
     """Base of the structure types: the data model is the header's address (uint64).
 
     Subclasses pass a name that says what they are; the source digest is appended, so a
-    change of the package's code changes every structure type (see the cache guard)."""
+    change of the package's code changes every structure type (see the cache guard).
+
+    A subclass sets ``_ctor_args``, the arguments that rebuild it: it pickles as its
+    constructor call. numba keys a cached closure by the pickled values of its closure
+    variables, and a numba type pickles its ``__dict__`` by default, including ``_code``,
+    a number that depends on how many types the process made before it: a kernel that
+    closes over a structure type then missed the cache in every other process."""
 
     def __init__(self, name):
         super().__init__(name=f"{name}(src={SOURCE_DIGEST[:12]})")
+
+    def __reduce__(self):
+        return type(self), self._ctor_args
 
 
 class _AddrModel(models.StructModel):
@@ -197,14 +209,78 @@ class EntryPoints(dict):
     caller's general path, which validates and converts. Shared by every structure of a type.
     """
 
-    def __init__(self, kernel, *fast):
+    def __init__(self, kernel, *fast, what=""):
         super().__init__()
-        self._kernel, self._fast = kernel, fast
+        self._kernel, self._fast, self._what = kernel, fast, what
 
     def __missing__(self, key):
         ts = key if isinstance(key, tuple) else (key,)
         ep = None
         if self._kernel is not None and all(t in f for t, f in zip(ts, self._fast)):
-            ep = self._kernel.compile((types.intp,) + tuple(numba.typeof(t(0)) for t in ts))
+            with compile_notice(self._what or self._kernel.__name__):
+                ep = self._kernel.compile((types.intp,) + tuple(numba.typeof(t(0)) for t in ts))
         self[key] = ep
         return ep
+
+
+# --------------------------------------------------------------------------- compile notices
+
+#: seconds a call may compile before a notice says so (``SEQMAP_NB_COMPILE_NOTICE``; 0: never)
+COMPILE_NOTICE_S = float(os.environ.get("SEQMAP_NB_COMPILE_NOTICE", "1") or 0)
+
+
+class compile_notice:
+    """Context manager around a call that may compile: if it is still running after
+    :data:`COMPILE_NOTICE_S` seconds, one line on stderr says what is compiling (a numba
+    compile of a kernel takes seconds the first time on a machine, milliseconds from the
+    on-disk cache later), and a second one how long it took. Silent otherwise."""
+
+    def __init__(self, what):
+        self.what = what
+        self._lock = threading.Lock()
+        self._shown = self._done = False
+
+    def _show(self):
+        with self._lock:
+            if self._done:
+                return
+            self._shown = True
+            print(f"seqmap_nb: compiling {self.what}: once per machine, numba caches it...",
+                  file=sys.stderr, flush=True)
+
+    def __enter__(self):
+        self._t0 = time.perf_counter()
+        self._timer = None
+        if COMPILE_NOTICE_S > 0:
+            self._timer = threading.Timer(COMPILE_NOTICE_S, self._show)
+            self._timer.daemon = True
+            self._timer.start()
+        return self
+
+    def __exit__(self, *exc):
+        if self._timer is not None:
+            self._timer.cancel()
+        with self._lock:
+            self._done = True
+            if self._shown:
+                print(f"seqmap_nb: ... {self.what} ready in {time.perf_counter() - self._t0:.1f} s",
+                      file=sys.stderr, flush=True)
+        return False
+
+
+class Announced:
+    """A jitted function whose first call runs under :class:`compile_notice` (the call that
+    compiles it, or loads it from the cache); later calls go straight to it."""
+
+    __slots__ = ("fn", "what", "_first")
+
+    def __init__(self, fn, what):
+        self.fn, self.what, self._first = fn, what, True
+
+    def __call__(self, *args):
+        if self._first:
+            with compile_notice(self.what):
+                r = self.fn(*args)
+            self._first = False
+            return r
+        return self.fn(*args)

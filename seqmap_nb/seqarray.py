@@ -40,7 +40,7 @@ from numba.extending import overload, overload_attribute, overload_method
 from . import _array_kernels as A
 from . import _lifecycle as L
 from ._codec import Codec, _scratch, item_spec, item_value, value_words
-from ._nbext import AddrType, EntryPoints as _EntryPoints, at_addr, fast_types as _fast_types, register
+from ._nbext import AddrType, Announced, EntryPoints as _EntryPoints, at_addr, fast_types as _fast_types, register
 from ._npscalar import as_numpy_scalar
 from ._unsafe import atomic_load, load_words, store_words
 from .config import JIT
@@ -106,6 +106,12 @@ def _k_fill(hdr, words, init):
 @numba.njit(**JIT)
 def _k_free(hdr):
     A.free_all(hdr)
+
+
+# their first calls say so when they compile for more than a second (see _nbext)
+_k_getn, _k_setn, _k_init, _k_capacity, _k_resize, _k_snapshot, _k_fill = (
+    Announced(f, f"the SeqArray {f.__name__[3:]} kernel")
+    for f in (_k_getn, _k_setn, _k_init, _k_capacity, _k_resize, _k_snapshot, _k_fill))
 
 
 # =================================================================== Python side
@@ -392,6 +398,7 @@ class SeqArrayType(AddrType):
 
     def __init__(self, dtype):
         self.np_dtype = np.dtype(dtype)
+        self._ctor_args = (self.np_dtype,)
         self.spec = item_spec(self.np_dtype)
         self.dtype = self.spec.value_type  # the njit type of a cell's value
         self.fast = self.spec.nbtype if self.spec.kind in ("scalar", "complex") else None
@@ -539,8 +546,10 @@ def _scalar_kernels(AT):
         at_addr(a, AT).set(i, v)
 
     vfast = _fast_types(AT.fast)
-    return type("ScalarKernels", (), dict(get1=get1, set1=set1, get_ep=_EntryPoints(get1, _INDEX_TYPES),
-                                          set_ep=_EntryPoints(set1, _INDEX_TYPES, vfast)))
+    name = f"SeqArray({AT.np_dtype})"
+    return type("ScalarKernels", (), dict(
+        get1=get1, set1=set1, get_ep=_EntryPoints(get1, _INDEX_TYPES, what=f"{name}.get"),
+        set_ep=_EntryPoints(set1, _INDEX_TYPES, vfast, what=f"{name}.set")))
 
 
 #: index types the Python methods pass straight to the kernels

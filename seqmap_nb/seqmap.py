@@ -48,7 +48,7 @@ from . import _lifecycle as L
 from . import _map_kernels as K
 from ._codec import Codec, check_max_load, item_spec, item_value, key_words, slot_words, value_words
 from ._contents import CopyByContents
-from ._nbext import AddrType, EntryPoints as _EntryPoints, at_addr, fast_types as _fast_types, register
+from ._nbext import AddrType, Announced, EntryPoints as _EntryPoints, at_addr, fast_types as _fast_types, register
 from ._npscalar import as_numpy_scalar
 from ._unsafe import load_words, store_words, zero_words
 from .config import JIT
@@ -160,7 +160,8 @@ def _layout_kernels(KW, VW, SW, SYNC):
 
     ns.update(init=init, clear=clear, snapshot=snapshot, get_many=get_many,
               insert_many=insert_many, remove_many=remove_many)
-    return type("LayoutKernels", (), ns)
+    what = f"for keys of {KW} and values of {VW} 64-bit words{'' if SYNC else ' (PlainMap)'}"
+    return type("LayoutKernels", (), {k: Announced(f, f"the SeqMap {k} kernel {what}") for k, f in ns.items()})
 
 
 @functools.lru_cache(maxsize=None)
@@ -191,7 +192,7 @@ def _add_many_kernel(KW, VW, SW, SYNC, VT):
         K.add_stat(h, K.ST_WAIT, waits, SYNC)
         return -1, 0
 
-    return add_many
+    return Announced(add_many, f"the SeqMap add_many kernel for {VT} values")
 
 
 @functools.lru_cache(maxsize=None)
@@ -229,9 +230,12 @@ def _scalar_kernels(MT):
         ns["add1"] = add1
 
     kfast, vfast = _fast_types(MT.KT), _fast_types(MT.VT)
-    ns.update(get_ep=_EntryPoints(get1, kfast), contains_ep=_EntryPoints(contains1, kfast),
-              insert_ep=_EntryPoints(insert1, kfast, vfast), remove_ep=_EntryPoints(remove1, kfast),
-              add_ep=_EntryPoints(ns["add1"], kfast, vfast))
+    name = f"SeqMap({MT.kdt} -> {MT.vdt})" if MT.sync else f"PlainMap({MT.kdt} -> {MT.vdt})"
+    ns.update(get_ep=_EntryPoints(get1, kfast, what=f"{name}.get"),
+              contains_ep=_EntryPoints(contains1, kfast, what=f"{name}.contains"),
+              insert_ep=_EntryPoints(insert1, kfast, vfast, what=f"{name}.insert"),
+              remove_ep=_EntryPoints(remove1, kfast, what=f"{name}.remove"),
+              add_ep=_EntryPoints(ns["add1"], kfast, vfast, what=f"{name}.add"))
     return type("ScalarKernels", (), ns)
 
 
@@ -686,6 +690,7 @@ class SeqMapType(AddrType):
 
     def __init__(self, kdt, vdt, KW, VW, SW, sync):
         self.kdt, self.vdt = np.dtype(kdt), np.dtype(vdt)
+        self._ctor_args = (self.kdt, self.vdt, KW, VW, SW, int(sync))
         self.kspec, self.vspec = item_spec(self.kdt), item_spec(self.vdt)
         self.KW, self.VW, self.SW, self.sync = KW, VW, SW, int(sync)
         self.KT = self.kspec.nbtype if self.kspec.kind in ("scalar", "complex") else None

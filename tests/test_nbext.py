@@ -89,3 +89,59 @@ def test_an_object_without_a_header_is_refused():
     del t._hdr_addr
     with pytest.raises(AttributeError, match="_hdr_addr"):
         _first(t, m, 1)
+
+
+# ------------------------------------------------------------------ compile notices
+
+
+def _slow(seconds):
+    import time
+
+    time.sleep(seconds)
+    return seconds
+
+
+def test_a_call_that_compiles_for_long_says_so(monkeypatch, capfd):
+    from seqmap_nb import _nbext
+
+    monkeypatch.setattr(_nbext, "COMPILE_NOTICE_S", 0.05)
+    slow = _nbext.Announced(_slow, "the test kernel")
+    assert slow(0.5) == 0.5
+    err = capfd.readouterr().err
+    assert "seqmap_nb: compiling the test kernel: once per machine" in err
+    assert "seqmap_nb: ... the test kernel ready in 0.5 s" in err
+    assert slow(0.5) == 0.5  # only its first call can compile
+    assert capfd.readouterr().err == ""
+
+
+def test_a_quick_call_is_silent(monkeypatch, capfd):
+    from seqmap_nb import _nbext
+
+    monkeypatch.setattr(_nbext, "COMPILE_NOTICE_S", 0.5)
+    assert _nbext.Announced(_slow, "the test kernel")(0.0) == 0.0
+    monkeypatch.setattr(_nbext, "COMPILE_NOTICE_S", 0)  # 0: never, however long
+    assert _nbext.Announced(_slow, "the test kernel")(0.2) == 0.2
+    import time
+
+    time.sleep(0.6)  # a cancelled notice stays cancelled
+    assert capfd.readouterr().err == ""
+
+
+def test_entry_points_announce_their_compile(monkeypatch, capfd):
+    """The scalar methods' first call of a type compiles (or loads) its kernel under the
+    notice: a kernel that takes long to come is named."""
+    from seqmap_nb import _nbext
+
+    monkeypatch.setattr(_nbext, "COMPILE_NOTICE_S", 0.05)
+
+    class SlowKernel:
+        __name__ = "slow"
+
+        def compile(self, sig):
+            _slow(0.3)
+            return "entry point"
+
+    eps = _nbext.EntryPoints(SlowKernel(), frozenset({int}), what="SeqMap(int8 -> int8).get")
+    assert eps[int] == "entry point" and eps[float] is None
+    err = capfd.readouterr().err
+    assert "compiling SeqMap(int8 -> int8).get" in err and err.count("\n") == 2
