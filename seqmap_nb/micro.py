@@ -22,7 +22,7 @@
    numpy array (the README's table comes from it): a scalar call from Python (get, and
    set/insert of a present key), a batch call from Python (``get_many``/``insert_many``;
    ``[d.get(k) for k in keys]``; fancy indexing), an njit loop, and the call overhead of
-   a user's ``@njit`` function that takes the structure (it returns its int argument).
+   a user's ``@njit`` function that takes the structure and an int, and returns the int.
    SeqArray is measured on the same keys' cells (index = position).
 
 Method: everything is compiled and every input generated before any clock starts (a
@@ -341,11 +341,11 @@ def run(a):
     results["scalar_vs_entry"] = re_
     results["scalar_vs_public_njit"] = rp
     results["scalar_vs_noop"] = min(tm) / min(tn)
-    results["paths_ns"] = _paths(a, sm, keys, vals, lookup, hk, t_gm_s, t_seq, t_td, tp)
+    results["paths_ns"] = _paths(a, sm, keys, vals, lookup, hk, t_gm_s, t_seq, t_td)
     return results
 
 
-def _paths(a, sm, keys, vals, lookup, hk, t_gm_s, t_seq, t_td, t_user):
+def _paths(a, sm, keys, vals, lookup, hk, t_gm_s, t_seq, t_td):
     """Section 5: the table of what each path costs (ns per key, medians of rounds)."""
     n, reps, calls = a.n, a.reps, len(hk)
     med = statistics.median
@@ -365,7 +365,7 @@ def _paths(a, sm, keys, vals, lookup, hk, t_gm_s, t_seq, t_td, t_user):
     _array_get_sum(arr, idx[:8])
     _array_set_loop(npa, idx, vals)
     _array_get_sum(npa, idx[:8])
-    for x in (arr, npa, td):
+    for x in (sm, arr, npa, td):
         _noop(x, 1)
     arr.set(0, int(vals[0]))
     arr.get(0)
@@ -419,6 +419,7 @@ def _paths(a, sm, keys, vals, lookup, hk, t_gm_s, t_seq, t_td, t_user):
         "njit set typed.Dict": (lambda: _dict_set_loop(td, keys, vals), n),
         "njit get ndarray": (lambda: _array_get_sum(npa, idx), n),
         "njit set ndarray": (lambda: _array_set_loop(npa, idx, vals), n),
+        "call SeqMap": (user_call(sm), calls),
         "call SeqArray": (user_call(arr), calls),
         "call typed.Dict": (user_call(td), calls),
         "call ndarray": (user_call(npa), calls),
@@ -431,8 +432,7 @@ def _paths(a, sm, keys, vals, lookup, hk, t_gm_s, t_seq, t_td, t_user):
         ts, _ = _rounds([timed[k][0] for k in names], reps)
     ns = {k: med(t) / timed[k][1] * 1e9 for k, t in zip(names, ts)}
     ns.update({"batch get SeqMap": med(t_gm_s) / n * 1e9,
-               "njit get SeqMap": med(t_seq) / n * 1e9, "njit get typed.Dict": med(t_td) / n * 1e9,
-               "call SeqMap": med(t_user) / calls * 1e9})
+               "njit get SeqMap": med(t_seq) / n * 1e9, "njit get typed.Dict": med(t_td) / n * 1e9})
     assert sm.get(hk[0]) == hv[0] and int(_array_get_sum(arr, idx)) == int(vals.sum(dtype=np.uint64)), \
         "a path wrote a wrong value"
     assert int(_array_get_sum(npa, idx)) == int(vals.sum(dtype=np.uint64))

@@ -373,3 +373,26 @@ def test_plain_map_has_the_same_surface():
     vs = _samples(REC4)
     ks = np.array([3, 1, 4, 15], np.uint64)
     _check_map(PlainMap(np.uint64, REC4), np.uint64, REC4, ks, vs)
+
+
+# ------------------------------------------------------------------ the README's example
+
+
+def test_the_readme_njit_example_runs():
+    """The code block of the README's "Inside your own njit code" runs as printed."""
+    import pathlib
+    import re
+
+    readme = (pathlib.Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme.split("## Inside your own njit code", 1)[1]
+    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    ns = {}
+    exec(compile(code, "README.md", "exec"), ns)
+    tick = ns["tick"]
+    ticks = np.zeros(3, tick)
+    ticks["price"], ticks["qty"] = [1.0, 2.0, 3.0], [10, 20, 30]
+    ns["update"](ns["book"], np.array([1, 2, 3], np.uint64), ticks)
+    out = np.zeros(4, tick)
+    total = ns["notional"](ns["book"], np.array([1, 2, 7, 9], np.uint64), out)
+    assert total == 1.0 * 10 + 2.0 * 20 + 101.5 * 300
+    assert out[2].tolist() == (101.5, 300, 1_700_000_000, 0) and out[3].tolist() == (0.0, 0, 0, 0)
