@@ -28,6 +28,7 @@ a function recompiles instead of running stale code.
 """
 import glob
 import hashlib
+import multiprocessing
 import os
 import sys
 import threading
@@ -233,7 +234,8 @@ class compile_notice:
     """Context manager around a call that may compile: if it is still running after
     :data:`COMPILE_NOTICE_S` seconds, one line on stderr says what is compiling (a numba
     compile of a kernel takes seconds the first time on a machine, milliseconds from the
-    on-disk cache later), and a second one how long it took. Silent otherwise."""
+    on-disk cache later), and a second one how long it took. Silent otherwise, and in
+    multiprocessing workers, which nobody watches."""
 
     def __init__(self, what):
         self.what = what
@@ -251,7 +253,8 @@ class compile_notice:
     def __enter__(self):
         self._t0 = time.perf_counter()
         self._timer = None
-        if COMPILE_NOTICE_S > 0:
+        # not in worker processes (the harness compiles in them and reports per map itself)
+        if COMPILE_NOTICE_S > 0 and multiprocessing.parent_process() is None:
             self._timer = threading.Timer(COMPILE_NOTICE_S, self._show)
             self._timer.daemon = True
             self._timer.start()
