@@ -22,6 +22,8 @@ with the range checks a user's value needs (OverflowError, never a wrap), and
 :func:`add_words` is the checked addition of ``add``. :func:`slot_words` is the one
 rule for the size of a table slot. This module is the only definition of all of them.
 """
+import operator
+
 import numba
 import numpy as np
 from numba import types
@@ -84,6 +86,20 @@ def is_scalar_kind(dt):
     return dt.fields is None and dt.subdtype is None and dt.kind in "biuf"
 
 
+def _padding(dt):
+    """Byte ranges of an item of float or complex dtype `dt` that hold no part of its value.
+
+    x87 extended precision (longdouble on x86) keeps 80 bits in 12 or 16 bytes; numpy leaves
+    the rest as whatever the memory held, so two equal numbers can differ there. Those bytes
+    are zeroed in the canonical words, or equal keys would not be found and equal values
+    would not compare equal by their words. IEEE formats have none."""
+    part = dt.itemsize // (2 if dt.kind == "c" else 1)
+    fi = np.finfo(dt)
+    if part > 8 and fi.nmant == 63 and fi.nexp == 15:  # x87: 64-bit significand, 15-bit exponent
+        return tuple((p * part + 10, (p + 1) * part) for p in range(dt.itemsize // part))
+    return ()
+
+
 def _exact_ints(xs, base):
     """A Python (nested) sequence of ints as an array of integer dtype `base`, exactly.
 
@@ -105,7 +121,7 @@ def _exact_ints(xs, base):
 class Codec:
     """Validation and conversion of items of one dtype to and from canonical words."""
 
-    __slots__ = ("dtype", "nwords", "kind", "is_key", "lo", "hi", "mask", "scalar")
+    __slots__ = ("dtype", "nwords", "kind", "is_key", "lo", "hi", "mask", "scalar", "pad")
 
     def __init__(self, dt, *, is_key, what):
         self.dtype = validate_dtype(dt, what)
@@ -118,6 +134,7 @@ class Codec:
             info = np.iinfo(self.dtype)
             self.lo, self.hi = int(info.min), int(info.max)
         self.mask = (1 << (8 * self.dtype.itemsize)) - 1 if self.dtype.itemsize <= 8 else None
+        self.pad = _padding(self.dtype) if self.kind in "fc" else ()
 
     # ---------------------------------------------------------------- one item
     def check_int(self, x):
@@ -206,6 +223,8 @@ class Codec:
     def item_words(self, a):
         buf = np.zeros(self.nwords * 8, np.uint8)
         buf[: self.dtype.itemsize] = np.frombuffer(np.ascontiguousarray(a).tobytes(), np.uint8)
+        for lo, hi in self.pad:
+            buf[lo:hi] = 0
         return buf.view("<u8").astype(np.uint64)
 
     def from_words(self, w):
@@ -292,10 +311,12 @@ class Codec:
         """Canonical words of a 1-d array of the dtype: uint64 array of shape (n, nwords)."""
         n = a.shape[0]
         isz = self.dtype.itemsize
-        if isz == self.nwords * 8:
+        if isz == self.nwords * 8 and not self.pad:
             return np.ascontiguousarray(a).view(np.uint8).reshape(n, isz).view("<u8").astype(np.uint64, copy=False).reshape(n, self.nwords)
         buf = np.zeros((n, self.nwords * 8), np.uint8)
         buf[:, :isz] = np.ascontiguousarray(a).view(np.uint8).reshape(n, isz)
+        for lo, hi in self.pad:
+            buf[:, lo:hi] = 0
         return buf.view("<u8").astype(np.uint64, copy=False).reshape(n, self.nwords)
 
     def words_array(self, w):
@@ -417,7 +438,7 @@ def _ov_typed_value_word(x, T):
 
 
 def _target(T):
-    if isinstance(T, types.NumberClass):
+    if isinstance(T, (types.NumberClass, types.TypeRef)):
         return T.instance_type
     if isinstance(T, types.DType):
         return T.dtype
@@ -522,7 +543,10 @@ def _ov_add_words(old, arg, T):
             True,
             (numba.uint64(f32_bits(bits_f32(numba.uint32(old[0])) + bits_f32(numba.uint32(arg[0])))),),
         )
-    raise TypingError(f"add: values of type {t} have no addition (bool, complex and record values are not counters)")
+    if isinstance(t, types.Complex):  # IEEE per part, as numpy adds complex numbers
+        n = nwords(numba.np.numpy_support.as_dtype(t))
+        return lambda old, arg, T: (True, _value_words(_words_value(old, t) + _words_value(arg, t), n))
+    raise TypingError(f"add: values of type {t} have no addition (bool, record and text values are not counters)")
 
 
 def slot_words(kw, vw):
@@ -537,3 +561,617 @@ def slot_words(kw, vw):
             p *= 2
         return p
     return (n + 7) // 8 * 8
+
+
+# =========================================================================== njit: items of every dtype
+#
+# Inside njit code a map or an array of any accepted dtype takes and returns values of these
+# numba types (its "item type"); the conversions below are the only definition of each:
+#
+#   dtype                              njit value                       accepted as input
+#   bool, (u)int8..64, float32/64      the numba scalar                 bool / integer / real (range-checked)
+#   complex64/128                      complex                          complex or real numbers
+#   datetime64/timedelta64[unit]       NPDatetime / NPTimedelta         the same type and unit
+#   S<n>, U<n>                         CharSeq(n) / UnicodeCharSeq(n)   the same kind, at most n characters
+#   records                            ItemCopy (fields as attributes)  a record (an element of a structured
+#                                                                       array), an ItemCopy, a tuple of fields
+#   sub-arrays ('u8', (4,)), ...       a new ndarray of the item shape  an array of that shape; a 1-d tuple
+#   dtypes numba has no type for       ItemCopy (no fields)             an ItemCopy of that dtype
+#   (float16, longdouble, raw void, and records holding them)
+#
+# A record read from a map or a cell is a *copy held by value* (ItemCopy): numba's own record
+# values are pointers into the array that holds them, and a record returned by pointer into
+# memory the reader does not own would dangle (numba reads freed memory for
+# ``np.zeros(1, rec)[0]`` returned from a function). An ItemCopy lives in registers like an
+# integer, costs no allocation, boxes to a numpy record (np.void) and assigns into a
+# structured array element (``out[i] = v``).
+
+from llvmlite import ir as _ir  # noqa: E402
+from numba.core import cgutils as _cg  # noqa: E402
+from numba.core.typeconv import Conversion as _Conversion  # noqa: E402
+from numba.core.typing.templates import AttributeTemplate as _AttributeTemplate  # noqa: E402
+from ._npscalar import box_bytes  # noqa: E402  (registers the numpy functions boxing calls)
+from numba.extending import (  # noqa: E402
+    box as _box,
+    infer_getattr as _infer_getattr,
+    intrinsic as _intrinsic,
+    lower_cast as _lower_cast,
+    lower_getattr_generic as _lower_getattr_generic,
+    make_attribute_wrapper as _make_attribute_wrapper,
+    models as _models,
+    register_model as _register_model,
+)
+
+#: njit compile options of the conversions: LLVM inlines them into their callers (numba's
+#: IR-level inlining would re-type their bodies at every call site, which costs compile time)
+_FI = {"forceinline": True}
+_I64 = _ir.IntType(64)
+
+
+def _numba_type(dt):
+    """numba's type for a numpy dtype, or None where numba has none (float16, longdouble...)."""
+    try:
+        return numba.from_dtype(dt)
+    except Exception:  # numba raises NotImplementedError or its own NumbaNotImplementedError
+        return None
+
+
+class ItemCopy(types.Type):
+    """A by-value copy of one item of a record dtype, or of a dtype numba has no type for.
+
+    It holds the item's canonical words (nothing borrowed: it stays valid after the map or
+    array changes, in any thread). Records give their fields as attributes (``v.price``)
+    and by name (``v["price"]``): numbers, complex, datetimes and text by value, sub-array
+    fields as new arrays, nested records as ItemCopy. It converts to numba's record type,
+    so ``out[i] = v`` stores it in a structured array; ``==`` compares the bytes; returned
+    to Python it is a numpy scalar (a record, np.void, for record dtypes). It is read-only:
+    build a changed record as a tuple of fields (``m.insert(k, (v.price, v.qty + 1))``)."""
+
+    def __init__(self, dtype):
+        self.dtype = np.dtype(dtype)
+        self.nwords = nwords(self.dtype)
+        self.record = _numba_type(self.dtype) if self.dtype.fields is not None else None
+        super().__init__(name=f"ItemCopy({self.dtype!r})")
+
+    def can_convert_to(self, typingctx, other):
+        # for ``out[i] = v`` (a structured array's setitem takes a record)
+        if self.record is not None and other == self.record:
+            return _Conversion.safe
+        return None
+
+    def unify(self, typingctx, other):
+        # ``m.get(k, a[0])``: a copy, never a record pointing into a stack buffer that
+        # the function could return
+        if self.record is not None and other == self.record:
+            return self
+        return None
+
+
+@_register_model(ItemCopy)
+class _ItemCopyModel(_models.StructModel):
+    def __init__(self, dmm, fe_type):
+        super().__init__(dmm, fe_type, [("words", types.UniTuple(types.uint64, fe_type.nwords))])
+
+
+_make_attribute_wrapper(ItemCopy, "words", "_words")
+
+
+class ItemSpec(types.Type):
+    """A compile-time constant describing one item dtype for njit code: its kind (the table
+    above), its numba type (``nbtype``, None for ItemCopy kinds), the njit value type
+    (``value_type``) and its words (``nwords``). Built by :func:`item_spec`."""
+
+    def __init__(self, dtype):
+        dt = np.dtype(dtype)
+        self.dtype = dt
+        self.nwords = nwords(dt)
+        self.kind, self.nbtype, self.value_type = _classify(dt)
+        self.base = item_spec(dt.base) if self.kind == "subarray" else None
+        super().__init__(name=f"ItemSpec({dt!r})")
+
+
+def _classify(dt):
+    """(kind, numba type or None, njit value type) of dtype `dt` (the table above)."""
+    if dt.subdtype is not None:
+        base = _classify(dt.base)
+        if base[0] in ("scalar", "complex", "time"):
+            return "subarray", base[1], types.Array(base[1], len(dt.shape), "C")
+        return "opaque", None, ItemCopy(dt)
+    if dt.fields is not None:
+        rec = _numba_type(dt)
+        return ("record", rec, ItemCopy(dt)) if rec is not None else ("opaque", None, ItemCopy(dt))
+    nb = _numba_type(dt)
+    if nb is None:
+        return "opaque", None, ItemCopy(dt)
+    if dt.kind in "biu" or (dt.kind == "f" and dt.itemsize in (4, 8)):
+        return "scalar", nb, nb
+    if dt.kind == "c" and dt.itemsize in (8, 16):
+        return "complex", nb, nb
+    if dt.kind in "mM":
+        return "time", nb, nb
+    if dt.kind in "SU":
+        return "chars", nb, nb
+    return "opaque", None, ItemCopy(dt)
+
+
+_SPECS = {}
+
+
+def item_spec(dtype):
+    """The :class:`ItemSpec` of a dtype (one per dtype)."""
+    dt = np.dtype(dtype)
+    spec = _SPECS.get(dt)
+    if spec is None:
+        spec = _SPECS[dt] = ItemSpec(dt)
+    return spec
+
+
+def _spec_of(S, fn):
+    if isinstance(S, types.TypeRef) and isinstance(S.instance_type, ItemSpec):
+        return S.instance_type
+    raise TypingError(f"{fn}: expects an ItemSpec, got {S}")
+
+
+# ---------------------------------------------------------------- intrinsics: bytes <-> words
+
+
+def _spill_words(builder, words, n):
+    """A fresh stack buffer of `n` words holding the UniTuple `words` (i64*)."""
+    buf = _cg.alloca_once(builder, _ir.ArrayType(_I64, n))
+    for j in range(n):
+        builder.store(builder.extract_value(words, j), builder.gep(buf, [_ir.Constant(_I64, 0), _ir.Constant(_ir.IntType(32), j)]))
+    return buf
+
+
+def _zeroed(builder, n):
+    buf = _cg.alloca_once(builder, _ir.ArrayType(_I64, n))
+    builder.store(_ir.Constant(buf.type.pointee, None), buf)  # here, not only at the entry block
+    return buf
+
+
+def _load_words(context, builder, buf, n):
+    tup = types.UniTuple(types.uint64, n)
+    vals = [builder.load(builder.gep(buf, [_ir.Constant(_I64, 0), _ir.Constant(_ir.IntType(32), j)])) for j in range(n)]
+    return context.make_tuple(builder, tup, vals)
+
+
+def _byte_ptr(builder, buf, off=0):
+    p = builder.bitcast(buf, _cg.voidptr_t)
+    return builder.gep(p, [_ir.Constant(_I64, off)]) if off else p
+
+
+def _literal_int(x, what):
+    if not isinstance(x, types.IntegerLiteral):
+        raise TypingError(f"{what} must be a compile-time constant, got {x}")
+    return x.literal_value
+
+
+@_intrinsic(prefer_literal=True)
+def _value_words(typingctx, x, n):
+    """The bytes of the by-value `x` as numpy stores them, zero-padded to `n` words."""
+    N = _literal_int(n, "_value_words: n")
+    tup = types.UniTuple(types.uint64, N)
+
+    def codegen(context, builder, sig, args):
+        data = context.data_model_manager[x].as_data(builder, args[0])
+        if context.get_abi_sizeof(data.type) > 8 * N:
+            raise TypingError(f"_value_words: {x} does not fit in {N} words")
+        buf = _zeroed(builder, N)
+        builder.store(data, builder.bitcast(buf, data.type.as_pointer()))
+        return _load_words(context, builder, buf, N)
+
+    return tup(x, n), codegen
+
+
+@_intrinsic
+def _words_value(typingctx, words, T):
+    """The by-value item of numba type `T` whose bytes are the first bytes of `words`."""
+    ty = _target(T)
+    if not isinstance(words, types.UniTuple):
+        raise TypingError(f"_words_value: expects a tuple of words, got {words}")
+
+    def codegen(context, builder, sig, args):
+        buf = _spill_words(builder, args[0], words.count)
+        ptr = builder.bitcast(buf, context.get_data_type(ty).as_pointer())
+        return context.unpack_value(builder, ty, ptr)
+
+    return ty(words, T), codegen
+
+
+@_intrinsic(prefer_literal=True)
+def _record_words(typingctx, rec, n):
+    """The bytes of a numba record (a pointer to them), zero-padded to `n` words."""
+    N = _literal_int(n, "_record_words: n")
+    if not isinstance(rec, types.Record) or rec.size > 8 * N:
+        raise TypingError(f"_record_words: expects a record of at most {8 * N} bytes, got {rec}")
+    tup = types.UniTuple(types.uint64, N)
+
+    def codegen(context, builder, sig, args):
+        buf = _zeroed(builder, N)
+        _cg.memcpy(builder, _byte_ptr(builder, buf), builder.bitcast(args[0], _cg.voidptr_t),
+                   _ir.Constant(_I64, rec.size))
+        return _load_words(context, builder, buf, N)
+
+    return tup(rec, n), codegen
+
+
+@_intrinsic
+def _make_item(typingctx, words, T):
+    """The ItemCopy `T` holding `words`."""
+    ty = _target(T)
+    if not isinstance(ty, ItemCopy):
+        raise TypingError(f"_make_item: expects an ItemCopy type, got {T}")
+
+    def codegen(context, builder, sig, args):
+        st = _cg.create_struct_proxy(ty)(context, builder)
+        st.words = args[0]
+        return st._getvalue()
+
+    return ty(words, T), codegen
+
+
+@_intrinsic(prefer_literal=True)
+def _scratch(typingctx, n):
+    """A zeroed stack buffer of `n` words in the calling function (its address, i64*)."""
+    N = _literal_int(n, "_scratch: n")
+
+    def codegen(context, builder, sig, args):
+        return builder.bitcast(_zeroed(builder, N), _I64.as_pointer())
+
+    return types.CPointer(types.uint64)(n), codegen
+
+
+@_intrinsic(prefer_literal=True)
+def _put_bytes(typingctx, p, off, words, nbytes):
+    """Copy the first `nbytes` bytes of `words` to byte offset `off` of buffer `p`."""
+    NB = _literal_int(nbytes, "_put_bytes: nbytes")
+    if not isinstance(words, types.UniTuple) or NB > 8 * words.count:
+        raise TypingError(f"_put_bytes: {NB} bytes from {words}")
+
+    def codegen(context, builder, sig, args):
+        src = _spill_words(builder, args[2], words.count)
+        o = context.cast(builder, args[1], off, types.intp)
+        dst = builder.gep(builder.bitcast(args[0], _cg.voidptr_t), [o])
+        _cg.memcpy(builder, dst, _byte_ptr(builder, src), _ir.Constant(_I64, NB))
+        return context.get_dummy_value()
+
+    return types.void(p, off, words, nbytes), codegen
+
+
+@_intrinsic(prefer_literal=True)
+def _ptr_words(typingctx, p, n):
+    """`n` words at `p` as a UniTuple."""
+    N = _literal_int(n, "_ptr_words: n")
+    tup = types.UniTuple(types.uint64, N)
+
+    def codegen(context, builder, sig, args):
+        buf = builder.bitcast(args[0], _ir.ArrayType(_I64, N).as_pointer())
+        return _load_words(context, builder, buf, N)
+
+    return tup(p, n), codegen
+
+
+@_intrinsic(prefer_literal=True)
+def _words_to_array(typingctx, words, off, arr):
+    """Copy ``arr.nbytes`` bytes starting at byte `off` of `words` into the C-contiguous `arr`."""
+    OFF = _literal_int(off, "_words_to_array: off")
+    if not (isinstance(arr, types.Array) and arr.layout == "C"):
+        raise TypingError(f"_words_to_array: expects a C-contiguous array, got {arr}")
+
+    def codegen(context, builder, sig, args):
+        src = _spill_words(builder, args[0], words.count)
+        ary = context.make_array(arr)(context, builder, args[2])
+        nbytes = builder.mul(ary.nitems, ary.itemsize)
+        _cg.memcpy(builder, builder.bitcast(ary.data, _cg.voidptr_t), _byte_ptr(builder, src, OFF), nbytes)
+        return context.get_dummy_value()
+
+    return types.void(words, off, arr), codegen
+
+
+@_intrinsic(prefer_literal=True)
+def _sub_words(typingctx, words, off, nbytes, n):
+    """Bytes ``off .. off + nbytes`` of `words` as `n` words (zero-padded)."""
+    OFF, NB, N = (_literal_int(a, "_sub_words") for a in (off, nbytes, n))
+    tup = types.UniTuple(types.uint64, N)
+
+    def codegen(context, builder, sig, args):
+        src = _spill_words(builder, args[0], words.count)
+        buf = _zeroed(builder, N)
+        _cg.memcpy(builder, _byte_ptr(builder, buf), _byte_ptr(builder, src, OFF), _ir.Constant(_I64, NB))
+        return _load_words(context, builder, buf, N)
+
+    return tup(words, off, nbytes, n), codegen
+
+
+# ---------------------------------------------------------------- ItemCopy: fields, casts, boxing
+
+
+def _field_value_type(typ, name):
+    fty = typ.record.typeof(name)
+    if isinstance(fty, types.NestedArray):
+        return types.Array(fty.dtype, fty.ndim, "C")
+    if isinstance(fty, types.Record):
+        return ItemCopy(typ.dtype.fields[name][0])
+    return fty
+
+
+@_infer_getattr
+class _ItemCopyAttribute(_AttributeTemplate):
+    key = ItemCopy
+
+    def generic_resolve(self, typ, attr):
+        if typ.record is not None and attr in typ.dtype.fields:
+            return _field_value_type(typ, attr)
+        return None
+
+
+def _lower_field(context, builder, typ, val, name):
+    fdt, off = typ.dtype.fields[name][:2]
+    fty = typ.record.typeof(name)
+    st = _cg.create_struct_proxy(typ)(context, builder, value=val)
+    if isinstance(fty, types.NestedArray):
+        out_ty = types.Array(fty.dtype, fty.ndim, "C")
+        shape, base = fdt.shape, fdt.base
+        words_ty = types.UniTuple(types.uint64, typ.nwords)
+
+        def impl(words):
+            out = np.empty(shape, base)
+            _words_to_array(words, off, out)
+            return out
+
+        return context.compile_internal(builder, impl, out_ty(words_ty), [st.words])
+    if isinstance(fty, types.Record):
+        sub = ItemCopy(fdt)
+        words_ty = types.UniTuple(types.uint64, typ.nwords)
+        nb, nw = fdt.itemsize, sub.nwords
+
+        def impl(words):
+            return _make_item(_sub_words(words, off, nb, nw), sub)
+
+        return context.compile_internal(builder, impl, sub(words_ty), [st.words])
+    buf = _spill_words(builder, st.words, typ.nwords)
+    ptr = builder.bitcast(_byte_ptr(builder, buf, off), context.get_data_type(fty).as_pointer())
+    return context.unpack_value(builder, fty, ptr)
+
+
+@_lower_getattr_generic(ItemCopy)
+def _lower_item_getattr(context, builder, typ, val, attr):
+    return _lower_field(context, builder, typ, val, attr)
+
+
+@_intrinsic(prefer_literal=True)
+def _item_field(typingctx, x, name):
+    """``x.<name>`` for a literal field name (``v["price"]``)."""
+    if not isinstance(name, types.StringLiteral):
+        raise TypingError(f"a field name must be a constant string, got {name}")
+    field = name.literal_value
+    if not (isinstance(x, ItemCopy) and x.record is not None and field in x.dtype.fields):
+        raise TypingError(f"{x} has no field {field!r}")
+    ret = _field_value_type(x, field)
+
+    def codegen(context, builder, sig, args):
+        return _lower_field(context, builder, x, args[0], field)
+
+    return ret(x, name), codegen
+
+
+@overload(operator.getitem, jit_options=_FI)
+def _ov_item_getitem(x, i):
+    if not isinstance(x, ItemCopy):
+        return None
+    if x.record is None:
+        raise TypingError(f"{x}: items of this dtype have no fields")
+    if isinstance(i, types.StringLiteral):
+        if i.literal_value not in x.dtype.fields:
+            raise TypingError(f"{x} has no field {i.literal_value!r}")
+        return lambda x, i: _item_field(x, i)
+    if isinstance(i, types.IntegerLiteral):
+        names = x.dtype.names
+        if not -len(names) <= i.literal_value < len(names):
+            raise TypingError(f"{x}: field index {i.literal_value} out of range ({len(names)} fields)")
+        name = names[i.literal_value]
+        return lambda x, i: _item_field(x, name)
+    raise TypingError(f"{x}: fields are selected by a constant name or index, got {i}")
+
+
+@overload(operator.eq, jit_options=_FI)
+def _ov_item_eq(a, b):
+    if isinstance(a, ItemCopy) and isinstance(b, ItemCopy) and a.dtype == b.dtype:
+        return lambda a, b: a._words == b._words
+    return None
+
+
+@overload(operator.ne, jit_options=_FI)
+def _ov_item_ne(a, b):
+    if isinstance(a, ItemCopy) and isinstance(b, ItemCopy) and a.dtype == b.dtype:
+        return lambda a, b: a._words != b._words
+    return None
+
+
+@_lower_cast(ItemCopy, types.Record)
+def _item_to_record(context, builder, fromty, toty, val):
+    # a record is a pointer to its bytes: a buffer in the calling function's frame holds
+    # them (for ``out[i] = v`` and calls that take a record, which read it at once)
+    st = _cg.create_struct_proxy(fromty)(context, builder, value=val)
+    buf = _spill_words(builder, st.words, fromty.nwords)
+    return builder.bitcast(buf, context.get_value_type(toty))
+
+
+@_lower_cast(types.Record, ItemCopy)
+def _record_to_item(context, builder, fromty, toty, val):
+    buf = _zeroed(builder, toty.nwords)
+    _cg.memcpy(builder, _byte_ptr(builder, buf), builder.bitcast(val, _cg.voidptr_t),
+               _ir.Constant(_I64, fromty.size))
+    st = _cg.create_struct_proxy(toty)(context, builder)
+    st.words = _load_words(context, builder, buf, toty.nwords)
+    return st._getvalue()
+
+
+@_box(ItemCopy)
+def _box_item(typ, val, c):
+    st = _cg.create_struct_proxy(typ)(c.context, c.builder, value=val)
+    buf = _spill_words(c.builder, st.words, typ.nwords)
+    return box_bytes(c, _byte_ptr(c.builder, buf), typ.dtype)
+
+
+# ---------------------------------------------------------------- conversions
+
+
+def key_words(x, spec):
+    """njit: the canonical words (a UniTuple) of `x` as a key of the item dtype `spec`
+    (an :class:`ItemSpec`): NaN keys raise ValueError, -0.0 becomes 0.0, values outside
+    an integer dtype raise OverflowError, types that do not convert are a TypingError."""
+    raise NotImplementedError("only callable from njit code")
+
+
+def value_words(x, spec):
+    """njit: the words of `x` as a value of the item dtype `spec` (exact bits)."""
+    raise NotImplementedError("only callable from njit code")
+
+
+def item_value(words, spec):
+    """njit: the value (the njit item type of `spec`) whose words are `words`."""
+    raise NotImplementedError("only callable from njit code")
+
+
+@overload(key_words, jit_options=_FI)
+def _ov_key_words(x, spec):
+    return _words_impl(x, _spec_of(spec, "key_words"), True)
+
+
+@overload(value_words, jit_options=_FI)
+def _ov_value_words(x, spec):
+    return _words_impl(x, _spec_of(spec, "value_words"), False)
+
+
+def _words_impl(x, S, is_key):
+    what = "key" if is_key else "value"
+    N = S.nwords
+    if S.kind == "scalar":
+        T = S.nbtype
+        if is_key:
+            return lambda x, spec: (typed_key_word(x, T),)
+        return lambda x, spec: (typed_value_word(x, T),)
+    if S.kind == "complex":
+        T = S.nbtype
+        if isinstance(x, types.Boolean) or not isinstance(x, (types.Integer, types.Float, types.Complex)):
+            raise TypingError(f"{what} must be a number for {T}, got {x}")
+        if not is_key:
+            return lambda x, spec: _value_words(T(x), N)
+        zero = T(0)
+        nan_msg = "NaN cannot be a key: it compares unequal to itself, so it could never be found"
+
+        def impl(x, spec):
+            c = T(x)
+            if c.real != c.real or c.imag != c.imag:
+                raise ValueError(nan_msg)
+            return _value_words(c + zero, N)  # -0.0 + 0.0 == +0.0 in each part: one key for both zeros
+
+        return impl
+    if S.kind in ("time", "chars"):
+        T = S.nbtype
+        same = x == T
+        if S.kind == "chars" and not same:
+            same = type(x) is type(T) and x.count <= T.count  # shorter text is zero-padded, as numpy does
+        if not same:
+            raise TypingError(f"{what} must be a {T} for dtype {S.dtype}, got {x}")
+        return lambda x, spec: _value_words(x, N)
+    if S.kind == "record":
+        if isinstance(x, types.Record):
+            if x != S.nbtype:
+                raise TypingError(f"{what}: a record of dtype {x.dtype} is not one of dtype {S.dtype}")
+            return lambda x, spec: _record_words(x, N)
+        if isinstance(x, ItemCopy):
+            if x.dtype != S.dtype:
+                raise TypingError(f"{what}: an item of dtype {x.dtype} is not one of dtype {S.dtype}")
+            return lambda x, spec: x._words
+        if isinstance(x, types.BaseTuple):
+            return _record_from_tuple(x, S, what)
+        raise TypingError(f"{what} must be a record of dtype {S.dtype} (an element of a structured array, "
+                          f"a value read from a map or array of that dtype, or a tuple of its fields), got {x}")
+    if S.kind == "subarray":
+        return _subarray_words(x, S, what)
+    if isinstance(x, ItemCopy) and x.dtype == S.dtype:
+        return lambda x, spec: x._words
+    raise TypingError(f"numba has no type for items of dtype {S.dtype}: inside njit code a {what} of it is an "
+                      f"ItemCopy read from a map or array of that dtype, got {x}")
+
+
+def _record_from_tuple(x, S, what):
+    names = S.dtype.names
+    if len(x) != len(names):
+        raise TypingError(f"{what}: a tuple of {len(x)} items for a record of {len(names)} fields {names}")
+    ns = {"_scratch": _scratch, "_put_bytes": _put_bytes, "_ptr_words": _ptr_words, "value_words": value_words}
+    lines = ["def impl(x, spec):", f"    p = _scratch({S.nwords})"]
+    for i, name in enumerate(names):
+        fdt, off = S.dtype.fields[name][:2]
+        ns[f"F{i}"] = item_spec(fdt)
+        lines.append(f"    _put_bytes(p, {off}, value_words(x[{i}], F{i}), {fdt.itemsize})")
+    lines.append(f"    return _ptr_words(p, {S.nwords})")
+    exec("\n".join(lines), ns)  # one statement per field: a heterogeneous tuple needs constant indices
+    return ns["impl"]
+
+
+def _subarray_words(x, S, what):
+    shape = np.array(S.dtype.shape, np.int64)
+    ndim, count, N = len(S.dtype.shape), int(np.prod(S.dtype.shape)), S.nwords
+    B = S.base
+    isz = B.dtype.itemsize
+    msg = f"{what}: expected an item of shape {S.dtype.shape} for {S.dtype}"
+    if isinstance(x, types.Array):
+        if x.ndim != ndim:
+            raise TypingError(f"{msg}, got a {x.ndim}-d array")
+
+        def impl(x, spec):
+            for d in range(ndim):
+                if x.shape[d] != shape[d]:
+                    raise TypeError(msg)
+            p = _scratch(N)
+            j = 0
+            for e in np.nditer(x):
+                _put_bytes(p, j * isz, value_words(e.item(), B), isz)
+                j += 1
+            return _ptr_words(p, N)
+
+        return impl
+    if isinstance(x, types.BaseTuple) and ndim == 1:
+        if len(x) != count:
+            raise TypingError(f"{msg}, got a tuple of {len(x)} items")
+        if isinstance(x, types.UniTuple):
+            def impl(x, spec):
+                p = _scratch(N)
+                for j in range(count):
+                    _put_bytes(p, j * isz, value_words(x[j], B), isz)
+                return _ptr_words(p, N)
+
+            return impl
+        ns = {"_scratch": _scratch, "_put_bytes": _put_bytes, "_ptr_words": _ptr_words,
+              "value_words": value_words, "B": B}
+        lines = ["def impl(x, spec):", f"    p = _scratch({N})"]
+        lines += [f"    _put_bytes(p, {j * isz}, value_words(x[{j}], B), {isz})" for j in range(count)]
+        lines.append(f"    return _ptr_words(p, {N})")
+        exec("\n".join(lines), ns)
+        return ns["impl"]
+    raise TypingError(f"{msg} (an array, or a tuple for a 1-d item), got {x}")
+
+
+@overload(item_value, jit_options=_FI)
+def _ov_item_value(words, spec):
+    S = _spec_of(spec, "item_value")
+    if S.kind == "scalar":
+        T = S.nbtype
+        return lambda words, spec: word_scalar(words[0], T)
+    if S.kind in ("complex", "time", "chars"):
+        T = S.nbtype
+        return lambda words, spec: _words_value(words, T)
+    if S.kind == "subarray":
+        shape, base = S.dtype.shape, S.dtype.base
+
+        def impl(words, spec):
+            out = np.empty(shape, base)
+            _words_to_array(words, 0, out)
+            return out
+
+        return impl
+    T = S.value_type  # an ItemCopy: records and dtypes numba has no type for
+    return lambda words, spec: _make_item(words, T)

@@ -116,3 +116,18 @@ def _box_numpy_scalar(typ, val, c):
     obj = c.builder.call(scalar, [c.builder.bitcast(slot, voidp), descr, c.pyapi.get_null_object()])
     c.pyapi.decref(c.builder.bitcast(descr, c.pyapi.pyobj))  # PyArray_Scalar does not steal it
     return obj  # NULL with MemoryError set if numpy could not allocate: the C-API error return
+
+
+def box_bytes(c, data, dtype):
+    """In a ``@box`` implementation: the numpy scalar of `dtype` whose bytes are at `data`
+    (an i8*), copied: what ``a[i]`` gives for an array of that dtype (np.void for
+    records; float16, longdouble... for the dtypes numba has no type for). The dtype is
+    a constant of the compiled function's environment, so it is exact (byte order,
+    fields, alignment) and works for every dtype."""
+    mod = c.builder.module
+    voidp = cgutils.voidptr_t
+    scalar = cgutils.get_or_insert_function(
+        mod, ir.FunctionType(c.pyapi.pyobj, [voidp, voidp, c.pyapi.pyobj]), _SCALAR)
+    descr = c.env_manager.read_const(c.env_manager.add_const(np.dtype(dtype)))  # borrowed
+    return c.builder.call(scalar, [c.builder.bitcast(data, voidp), c.builder.bitcast(descr, voidp),
+                                   c.pyapi.get_null_object()])

@@ -18,6 +18,13 @@
    njit function. Keys below 2**63 (a Python int above int64 cannot take numba's int64
    argument path, so ``m.get`` sends it through the codec: correct, but slower).
 
+5. What each path costs, per key, in one table beside ``dict``, ``numba.typed.Dict`` and a
+   numpy array (the README's table comes from it): a scalar call from Python (get, and
+   set/insert of a present key), a batch call from Python (``get_many``/``insert_many``;
+   ``[d.get(k) for k in keys]``; fancy indexing), an njit loop, and the call overhead of
+   a user's ``@njit`` function that takes the structure and an int, and returns the int.
+   SeqArray is measured on the same keys' cells (index = position).
+
 Method: everything is compiled and every input generated before any clock starts (a
 clock that times compilation or key generation measures those); the contestants of one figure are timed in interleaved rounds (A, B, A, B, ...),
 and each ratio is reported as the median of the per-round ratios (both sides measured
@@ -30,10 +37,12 @@ import platform
 import statistics
 import sys
 import time
+import warnings
 
 import numba
 import numpy as np
 
+from .seqarray import SeqArray
 from .seqmap import PlainMap, SeqMap
 
 
@@ -87,6 +96,32 @@ def _noop(a, k):
 
 
 @numba.njit(nogil=True, cache=True)
+def _njit_insert_loop(m, keys, vals):
+    for i in range(keys.shape[0]):
+        m.insert(keys[i], vals[i])
+
+
+@numba.njit(nogil=True, cache=True)
+def _dict_set_loop(d, keys, vals):
+    for i in range(keys.shape[0]):
+        d[keys[i]] = vals[i]
+
+
+@numba.njit(nogil=True, cache=True)
+def _array_get_sum(a, idx):
+    s = numba.uint64(0)
+    for i in idx:
+        s += a[i]
+    return s
+
+
+@numba.njit(nogil=True, cache=True)
+def _array_set_loop(a, idx, vals):
+    for j in range(idx.shape[0]):
+        a[idx[j]] = vals[j]
+
+
+@numba.njit(nogil=True, cache=True)
 def _public_get(m, k):
     return m.get(k)
 
@@ -137,12 +172,13 @@ def main(argv=None):
     """Run from the command line; returns the exit status (0: ran and verified)."""
     args = parser().parse_args(argv)
     results = run(args)
+    paths = results.pop("paths_ns")
     if args.json:
         import json
 
         with open(args.json, "w") as f:
             json.dump(dict(n=args.n, reps=args.reps, scalar_calls=args.scalar_calls,
-                           ratios=results), f, indent=2)
+                           ratios=results, paths_ns=paths), f, indent=2)
         print(f"\nwritten: {args.json}")
     return 0
 
@@ -261,7 +297,7 @@ def run(a):
     small = lookup[lookup < np.uint64(2**63)]
     hk = [int(k) for k in np.resize(small, calls)]
     addr = sm._hdr_addr
-    kernel = sm._k.get1  # the jitted function m.get runs, called through numba's dispatcher
+    kernel = sm._scalar.get1  # the jitted function m.get runs, called through numba's dispatcher
     entry = sm._get_ep[int]  # its compiled entry point, which m.get calls
 
     def loop_calling(fn, first):
@@ -305,7 +341,119 @@ def run(a):
     results["scalar_vs_entry"] = re_
     results["scalar_vs_public_njit"] = rp
     results["scalar_vs_noop"] = min(tm) / min(tn)
+    results["paths_ns"] = _paths(a, sm, keys, vals, lookup, hk, t_gm_s, t_seq, t_td)
     return results
+
+
+def _paths(a, sm, keys, vals, lookup, hk, t_gm_s, t_seq, t_td):
+    """Section 5: the table of what each path costs (ns per key, medians of rounds)."""
+    n, reps, calls = a.n, a.reps, len(hk)
+    med = statistics.median
+    hv = [k ^ 0x5555 for k in hk]  # the values the map holds for them
+    cells = n
+    arr = SeqArray(np.uint64, capacity=cells)
+    npa = np.empty(cells, np.uint64)
+    rng = np.random.default_rng(54321)
+    idx = rng.permutation(cells).astype(np.int64)  # cells in random order, as the keys are
+    arr_idx = [int(i) for i in np.resize(idx, calls)]
+    pyd = dict(zip(keys.tolist(), vals.tolist()))
+    td = numba.typed.Dict.empty(numba.types.uint64, numba.types.uint64)
+    _dict_set_loop(td, keys[:8], vals[:8])
+    _dict_set_loop(td, keys, vals)
+    _njit_insert_loop(sm, keys[:8], vals[:8])  # compile (present keys: values unchanged)
+    _array_set_loop(arr, idx, vals)  # every cell set (compiles, outside the clocks)
+    _array_get_sum(arr, idx[:8])
+    _array_set_loop(npa, idx, vals)
+    _array_get_sum(npa, idx[:8])
+    for x in (sm, arr, npa, td):
+        _noop(x, 1)
+    arr.set(0, int(vals[0]))
+    arr.get(0)
+    lk = lookup.tolist()
+    td_keys = hk[: max(1, calls // 10)]  # typed.Dict from Python costs microseconds a call
+
+    def loop(fn, args):
+        def run():
+            for x in args:
+                fn(x)
+        return run
+
+    def loop2(fn, xs, ys):
+        def run():
+            for x, y in zip(xs, ys):
+                fn(x, y)
+        return run
+
+    def setitem(d):
+        def put(k, v):
+            d[k] = v
+        return put
+
+    def getitem(d):
+        return d.__getitem__
+
+    def user_call(x):
+        def run():
+            for k in hk:
+                _noop(x, k)
+        return run
+
+    timed = {  # name: (function, operations it performs)
+        "py get SeqMap": (loop(sm.get, hk), calls),
+        "py set SeqMap": (loop2(sm.insert, hk, hv), calls),
+        "py get SeqArray": (loop(arr.get, arr_idx), calls),
+        "py set SeqArray": (loop2(arr.set, arr_idx, hv), calls),
+        "py get dict": (loop(pyd.get, hk), calls),
+        "py set dict": (loop2(setitem(pyd), hk, hv), calls),
+        "py get typed.Dict": (loop(td.get, td_keys), len(td_keys)),
+        "py set typed.Dict": (loop2(setitem(td), td_keys, hv), len(td_keys)),
+        "py get ndarray": (loop(getitem(npa), arr_idx), calls),
+        "py set ndarray": (loop2(setitem(npa), arr_idx, hv), calls),
+        "batch get dict": (lambda: [pyd.get(k) for k in lk], n),
+        "batch set SeqMap": (lambda: sm.insert_many(keys, vals), n),
+        "batch get ndarray": (lambda: npa[idx], n),
+        "batch set ndarray": (lambda: npa.__setitem__(idx, vals), n),
+        "njit set SeqMap": (lambda: _njit_insert_loop(sm, keys, vals), n),
+        "njit get SeqArray": (lambda: _array_get_sum(arr, idx), n),
+        "njit set SeqArray": (lambda: _array_set_loop(arr, idx, vals), n),
+        "njit set typed.Dict": (lambda: _dict_set_loop(td, keys, vals), n),
+        "njit get ndarray": (lambda: _array_get_sum(npa, idx), n),
+        "njit set ndarray": (lambda: _array_set_loop(npa, idx, vals), n),
+        "call SeqMap": (user_call(sm), calls),
+        "call SeqArray": (user_call(arr), calls),
+        "call typed.Dict": (user_call(td), calls),
+        "call ndarray": (user_call(npa), calls),
+    }
+    names = list(timed)
+    with warnings.catch_warnings():  # typed.Dict warns about casting a Python int key
+        warnings.simplefilter("ignore")
+        for k in names:  # once outside the clocks: what a first call compiles or loads
+            timed[k][0]()
+        ts, _ = _rounds([timed[k][0] for k in names], reps)
+    ns = {k: med(t) / timed[k][1] * 1e9 for k, t in zip(names, ts)}
+    ns.update({"batch get SeqMap": med(t_gm_s) / n * 1e9,
+               "njit get SeqMap": med(t_seq) / n * 1e9, "njit get typed.Dict": med(t_td) / n * 1e9})
+    assert sm.get(hk[0]) == hv[0] and int(_array_get_sum(arr, idx)) == int(vals.sum(dtype=np.uint64)), \
+        "a path wrote a wrong value"
+    assert int(_array_get_sum(npa, idx)) == int(vals.sum(dtype=np.uint64))
+
+    cols = ["SeqMap", "SeqArray", "dict", "typed.Dict", "ndarray"]
+    rows = [("Python scalar call, get", "py get"), ("Python scalar call, set", "py set"),
+            ("batch call from Python, get, per key", "batch get"),
+            ("batch call from Python, set, per key", "batch set"),
+            ("njit loop, get, per key", "njit get"), ("njit loop, set, per key", "njit set"),
+            ("call of a user njit f(x, k)", "call")]
+    print(f"\n5. what each path costs, ns per key (median of rounds; -: no such path). {n} "
+          "present u64 keys / cells in random order; sets overwrite present keys")
+    print("| path | " + " | ".join(cols) + " |")
+    print("|---|" + "---:|" * len(cols))
+    for label, key in rows:
+        cells_ = [f"{ns[f'{key} {c}']:.0f}" if f"{key} {c}" in ns else "-" for c in cols]
+        print(f"| {label} | " + " | ".join(cells_) + " |")
+    print(f"  -> a user njit f(map, k) costs {ns['call SeqMap'] / ns['call ndarray']:.2f}x the same "
+          f"function taking a numpy array (goal <= 2); f(typed.Dict, k): "
+          f"{ns['call typed.Dict'] / ns['call ndarray']:.2f}x")
+    return ns
 
 
 if __name__ == "__main__":

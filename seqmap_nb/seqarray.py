@@ -10,18 +10,23 @@ From numba
 ----------
 ``numba.typeof(arr)`` is a :class:`SeqArrayType` whose data model holds only the header
 address (``_nbext``: no reference counting per call). Inside ``@njit(nogil=True)`` code,
-for bool/integer/float dtypes:
+for every dtype the array accepts (how each looks there, records as by-value ``ItemCopy``
+values with their fields, sub-arrays as arrays, ...: the table in :mod:`seqmap_nb._codec`):
 
-- ``arr.get(i)`` returns the value; raises ``IndexError`` (index outside the capacity,
-  negative included) or :class:`UninitializedError` (never set); numba exceptions carry
-  their arguments as a tuple (message, index) rather than a formatted message;
-- ``arr.set(i, v)``: integer values are range-checked (``OverflowError``, never wrap),
-  floats into integer cells are a ``TypingError``; ``IndexError`` as for get;
+- ``arr.get(i)`` and ``arr[i]`` return the value; raise ``IndexError`` (index outside the
+  capacity, negative included) or :class:`UninitializedError` (never set); numba
+  exceptions carry their arguments as a tuple (message, index) rather than a formatted
+  message; ``arr.get(i, default)`` returns `default` for a cell never set;
+- ``arr.set(i, v)`` and ``arr[i] = v``: integer values are range-checked
+  (``OverflowError``, never wrap), floats into integer cells are a ``TypingError``;
+  ``IndexError`` as for get;
 - ``len(arr)`` and ``arr.capacity``.
 
-Record, complex and sub-array dtypes are usable from Python only (their njit methods are
-a ``TypingError``); the batch and snapshot kernels handle them as words.
+From Python, ``get``/``set`` of bool, integer, float and complex cells call the compiled
+entry points of those njit methods directly, as SeqMap's scalar methods do (a numpy
+scalar built in the kernel); other dtypes go through the word kernels.
 """
+import functools
 import operator
 import os
 import weakref
@@ -34,10 +39,11 @@ from numba.extending import overload, overload_attribute, overload_method
 
 from . import _array_kernels as A
 from . import _lifecycle as L
-from ._codec import Codec, value_word, word_scalar
+from ._codec import Codec, _scratch, item_spec, item_value, value_words
 from ._contents import CopyByContents
-from ._nbext import AddrType, register
-from ._unsafe import atomic_load, raw_words
+from ._nbext import AddrType, Announced, EntryPoints as _EntryPoints, at_addr, fast_types as _fast_types, register
+from ._npscalar import as_numpy_scalar
+from ._unsafe import atomic_load, load_words, store_words
 from .config import JIT
 
 __all__ = ["SeqArray", "SeqArrayType", "UninitializedError"]
@@ -49,42 +55,6 @@ class UninitializedError(LookupError):
 
 MAX_CAPACITY = A.MAX_CAPACITY
 _MISSING = object()
-
-
-def _cast_to(v, tok):
-    raise NotImplementedError("only callable from njit code")
-
-
-@overload(_cast_to, inline="always")
-def _ov_cast_to(v, tok):
-    target = tok.dtype
-    return lambda v, tok: target(v)
-
-
-# =================================================================== kernels (Python fast path)
-
-
-@numba.njit(**JIT)
-def _k_get1(hdr, i, tok):
-    """get of a one-word scalar cell; the dtype comes from the empty token array."""
-    st, w, retries = A.read1(hdr, i)
-    if retries:
-        A.count(hdr, A.H_READ_RETRIES, retries)
-    if st == A.ST_INDEX:
-        raise IndexError("SeqArray.get: index out of range", i)
-    if st == A.ST_UNINIT:
-        raise UninitializedError("SeqArray.get: cell was never set", i)
-    return word_scalar(w, tok)
-
-
-@numba.njit(**JIT)
-def _k_set1(hdr, i, v, tok):
-    """set of a one-word scalar cell (the caller checked that `v` fits the dtype)."""
-    st, waits = A.write1(hdr, i, value_word(_cast_to(v, tok)))
-    if waits:
-        A.count(hdr, A.H_WRITE_WAITS, waits)
-    if st == A.ST_INDEX:
-        raise IndexError("SeqArray.set: index out of range", i)
 
 
 @numba.njit(**JIT)
@@ -137,6 +107,12 @@ def _k_fill(hdr, words, init):
 @numba.njit(**JIT)
 def _k_free(hdr):
     A.free_all(hdr)
+
+
+# their first calls say so when they compile for more than a second (see _nbext)
+_k_getn, _k_setn, _k_init, _k_capacity, _k_resize, _k_snapshot, _k_fill = (
+    Announced(f, f"the SeqArray {f.__name__[3:]} kernel")
+    for f in (_k_getn, _k_setn, _k_init, _k_capacity, _k_resize, _k_snapshot, _k_fill))
 
 
 # =================================================================== Python side
@@ -194,13 +170,6 @@ class SeqArray(CopyByContents):
         self.dtype = dt
         self._nw = self._codec.nwords
         self._stride = 1 + self._nw
-        # one-word scalars numba handles natively (not float16 / longdouble)
-        self._scalar = dt.fields is None and dt.subdtype is None and (dt.kind in "biu" or dt in (np.float32, np.float64))
-        self._tok = np.empty(0, dt) if self._scalar else None
-        self._type = dt.type
-        self._kind = self._codec.kind
-        self._lo, self._hi = self._codec.lo, self._codec.hi
-        self._f32 = dt == np.float32
         base = np.zeros(A.H_WORDS, np.uint64)
         hdr = base[:]  # njit code holds this view; its death frees the buffers
         hdr[A.H_NW] = self._nw
@@ -213,7 +182,12 @@ class SeqArray(CopyByContents):
         self._hdr = hdr
         self._hdr_addr = int(hdr.ctypes.data)  # what njit code unboxes (see SeqArrayType)
         self._finalizer = weakref.finalize(hdr, _k_free, base)
-        self._nbtype = SeqArrayType(numba.from_dtype(dt) if self._scalar else types.Opaque(str(dt)))
+        at = SeqArrayType(dt)
+        self._numba_type_ = at  # numba's dispatcher reads this attribute directly (see _nbext)
+        k = _scalar_kernels(at) if at.fast is not None else None
+        self._get_ep = k.get_ep if k else _NO_ENTRY
+        self._set_ep = k.set_ep if k else _NO_ENTRY
+        self._scalar = k
 
     @classmethod
     def with_capacity(cls, dtype, capacity):
@@ -253,20 +227,32 @@ class SeqArray(CopyByContents):
         ``IndexError`` outside the capacity; :class:`UninitializedError` if the cell was
         never set, unless `default` is given (then `default` is returned).
         """
-        if type(i) is not int or not 0 <= i < MAX_CAPACITY:
-            i = self._index(i)  # raises: the kernels only see 0 <= i < 2**40
+        ep = self._get_ep[type(i)]
+        if ep is not None:
+            try:
+                return ep(self._hdr_addr, i)
+            except UninitializedError:
+                if default is _MISSING:
+                    raise UninitializedError(f"SeqArray cell {i} was never set") from None
+                return default
+            except IndexError:
+                raise IndexError(f"SeqArray index {i} out of range (capacity {self.capacity})") from None
+            except _FAST_ERRORS:  # an index numba cannot pass as int64: the general path says why
+                pass
+        return self._get_slow(i, default)
+
+    def _get_slow(self, i, default):
+        i = self._index(i)
+        out = np.empty(self._nw, np.uint64)
         try:
-            if self._tok is not None:
-                return self._type(_k_get1(self._hdr, i, self._tok))
-            out = np.empty(self._nw, np.uint64)
             _k_getn(self._hdr, i, out)
-            return self._codec.from_words(out)
         except UninitializedError:
             if default is _MISSING:
                 raise UninitializedError(f"SeqArray cell {i} was never set") from None
             return default
         except IndexError:
             raise IndexError(f"SeqArray index {i} out of range (capacity {self.capacity})") from None
+        return self._codec.from_words(out)
 
     def set(self, i, v):
         """Store `v` in cell `i`.
@@ -275,23 +261,19 @@ class SeqArray(CopyByContents):
         e.g. a float for an integer dtype), ``OverflowError`` (out of range),
         ``IndexError`` (outside the capacity). A rejected call changes nothing.
         """
-        if type(i) is not int or not 0 <= i < MAX_CAPACITY:
-            i = self._index(i)  # raises: the kernels only see 0 <= i < 2**40
+        ep = self._set_ep[type(i), type(v)]
+        if ep is not None:
+            try:
+                ep(self._hdr_addr, i, v)
+                return
+            except IndexError:
+                raise IndexError(f"SeqArray index {i} out of range (capacity {self.capacity})") from None
+            except _FAST_ERRORS:  # a value the dtype cannot hold: the general path says why
+                pass
+        i = self._index(i)
+        w = self._codec.words(v)
         try:
-            if self._tok is not None:
-                t = type(v)
-                kind = self._kind
-                if kind in "iu":
-                    if t is not int or v < self._lo or v > self._hi:
-                        v = self._codec.to_item(v).item()
-                elif kind == "f":
-                    if t is not float or (self._f32 and not -3.4028234663852886e38 <= v <= 3.4028234663852886e38):
-                        v = float(self._codec.to_item(v))
-                elif t is not bool:
-                    v = bool(self._codec.to_item(v))
-                _k_set1(self._hdr, i, v, self._tok)
-            else:
-                _k_setn(self._hdr, i, self._codec.words(v))
+            _k_setn(self._hdr, i, w)
         except IndexError:
             raise IndexError(f"SeqArray index {i} out of range (capacity {self.capacity})") from None
 
@@ -390,14 +372,25 @@ class SeqArray(CopyByContents):
 
 
 class SeqArrayType(AddrType):
-    """numba type of a :class:`SeqArray` (data model: the header's address, see ``_nbext``)."""
+    """numba type of a :class:`SeqArray` (data model: the header's address, see ``_nbext``).
+
+    ``spec`` describes the cells' items in njit code (``_codec.ItemSpec``: every dtype the
+    array accepts has one); ``fast`` is the numba scalar type of the Python fast path (bool,
+    integer, float, complex), else None."""
 
     def __init__(self, dtype):
-        self.dtype = dtype
-        super().__init__(f"SeqArray({dtype})")
+        self.np_dtype = np.dtype(dtype)
+        self._ctor_args = (self.np_dtype,)
+        self.spec = item_spec(self.np_dtype)
+        self.dtype = self.spec.value_type  # the njit type of a cell's value
+        self.fast = self.spec.nbtype if self.spec.kind in ("scalar", "complex") else None
+        super().__init__(f"SeqArray({self.np_dtype})")
 
 
 register(SeqArray, SeqArrayType)
+
+# like SeqMap's read methods: LLVM inlines them into a user's loop
+_INLINE = {"forceinline": True}
 
 
 @numba.njit(inline="always", **JIT)
@@ -406,105 +399,104 @@ def _hdr_of(arr):
     return A.header_at(arr.addr)
 
 
-def _scalar_only(arr, what):
-    if not isinstance(arr.dtype, (types.Integer, types.Float, types.Boolean)):
-        raise TypingError(
-            f"SeqArray.{what} in njit code supports bool/integer/float dtypes; "
-            f"{arr.dtype} cells are usable from Python (and batch kernels) only"
-        )
+@numba.njit(forceinline=True, **JIT)
+def _read1_words(hdr, i, NW):
+    """A1-A4 of one-word cell `i`: (status, its words)."""
+    st, w, retries = A.read1(hdr, i)
+    if retries:
+        A.count(hdr, A.H_READ_RETRIES, retries)
+    return st, (w,)
 
 
-@overload_method(SeqArrayType, "get", jit_options=JIT)
-def _ov_get(arr, i):
-    _scalar_only(arr, "get")
+@numba.njit(forceinline=True, **JIT)
+def _readn_words(hdr, i, NW):
+    """A1-A4 of cell `i` of `NW` words (a literal): (status, its words)."""
+    buf = numba.carray(_scratch(NW), NW)
+    st, retries = A.read_cell(hdr, i, buf, True)
+    if retries:
+        A.count(hdr, A.H_READ_RETRIES, retries)
+    return st, load_words(buf, 0, NW, False)
+
+
+@numba.njit(forceinline=True, **JIT)
+def _write1_words(hdr, i, words, NW):
+    """A1-A3 of one-word cell `i` with `words`: the status."""
+    st, waits = A.write1(hdr, i, words[0])
+    if waits:
+        A.count(hdr, A.H_WRITE_WAITS, waits)
+    return st
+
+
+@numba.njit(forceinline=True, **JIT)
+def _writen_words(hdr, i, words, NW):
+    """A1-A3 of cell `i` of `NW` words (a literal) with `words`: the status."""
+    buf = numba.carray(_scratch(NW), NW)
+    store_words(buf, 0, words, False)
+    st, waits = A.write_cell(hdr, i, buf)
+    if waits:
+        A.count(hdr, A.H_WRITE_WAITS, waits)
+    return st
+
+
+def _index_type(i, what):
     if not isinstance(i, types.Integer):
-        raise TypingError(f"SeqArray.get: the index must be an integer, got {i}")
-    dt = arr.dtype
+        raise TypingError(f"SeqArray.{what}: the index must be an integer, got {i}")
 
-    def impl(arr, i):
-        hdr = _hdr_of(arr)
-        st, w, retries = A.read1(hdr, i)
-        if retries:
-            A.count(hdr, A.H_READ_RETRIES, retries)
-        if st == A.ST_INDEX:
-            raise IndexError("SeqArray.get: index out of range", i)
-        if st == A.ST_UNINIT:
-            raise UninitializedError("SeqArray.get: cell was never set", i)
-        return word_scalar(w, dt)
+
+@overload_method(SeqArrayType, "get", jit_options=_INLINE)
+def _ov_get(arr, i, default=None):
+    _index_type(i, "get")
+    S = arr.spec
+    NW = S.nwords
+    _read_words = _read1_words if NW == 1 else _readn_words
+    if default is None or isinstance(default, types.Omitted):  # no default: raise
+        def impl(arr, i, default=None):
+            st, w = _read_words(_hdr_of(arr), i, NW)
+            if st == A.ST_INDEX:
+                raise IndexError("SeqArray.get: index out of range", i)
+            if st == A.ST_UNINIT:
+                raise UninitializedError("SeqArray.get: cell was never set", i)
+            return item_value(w, S)
+    else:
+        def impl(arr, i, default=None):
+            st, w = _read_words(_hdr_of(arr), i, NW)
+            if st == A.ST_INDEX:
+                raise IndexError("SeqArray.get: index out of range", i)
+            if st == A.ST_UNINIT:
+                return default
+            return item_value(w, S)
+    return impl
+
+
+@overload_method(SeqArrayType, "set", jit_options=_INLINE)
+def _ov_set(arr, i, v):
+    _index_type(i, "set")
+    S = arr.spec
+    NW = S.nwords
+    _write_words = _write1_words if NW == 1 else _writen_words
+
+    def impl(arr, i, v):
+        w = value_words(v, S)  # checked before anything is written
+        if _write_words(_hdr_of(arr), i, w, NW) == A.ST_INDEX:
+            raise IndexError("SeqArray.set: index out of range", i)
 
     return impl
 
 
-def _range_check(vty, dt):
-    """njit function raising OverflowError when a value of type `vty` does not fit `dt`."""
-    if isinstance(dt, types.Integer) and isinstance(vty, types.Integer):
-        lo, hi = (-(1 << (dt.bitwidth - 1)), (1 << (dt.bitwidth - 1)) - 1) if dt.signed else (0, (1 << dt.bitwidth) - 1)
-        vlo, vhi = (-(1 << (vty.bitwidth - 1)), (1 << (vty.bitwidth - 1)) - 1) if vty.signed else (0, (1 << vty.bitwidth) - 1)
-        if lo <= vlo and vhi <= hi:
-            return None
-        if vty.signed and not dt.signed:  # compare in the value's own signedness
-            def check(v):
-                if v < 0 or numba.uint64(v) > numba.uint64(hi):
-                    raise OverflowError("SeqArray.set: value out of range for the dtype", v)
-        elif not vty.signed and dt.signed:
-            def check(v):
-                if v > numba.uint64(hi):
-                    raise OverflowError("SeqArray.set: value out of range for the dtype", v)
-        else:
-            def check(v):
-                if v < lo or v > hi:
-                    raise OverflowError("SeqArray.set: value out of range for the dtype", v)
-        return numba.njit(inline="always")(check)
+@overload(operator.getitem, jit_options=_INLINE)
+def _ov_getitem(arr, i):
+    if isinstance(arr, SeqArrayType):
+        _index_type(i, "__getitem__")
+        return lambda arr, i: arr.get(i)
     return None
 
 
-@overload_method(SeqArrayType, "set", jit_options=JIT)
-def _ov_set(arr, i, v):
-    _scalar_only(arr, "set")
-    if not isinstance(i, types.Integer):
-        raise TypingError(f"SeqArray.set: the index must be an integer, got {i}")
-    dt = arr.dtype
-    if isinstance(dt, types.Boolean):
-        ok = isinstance(v, types.Boolean)
-    elif isinstance(dt, types.Integer):
-        ok = isinstance(v, (types.Integer, types.Boolean))
-    else:
-        ok = isinstance(v, (types.Integer, types.Float, types.Boolean))
-    if not ok:
-        raise TypingError(f"SeqArray.set: cannot store a {v} in a {dt} cell without loss")
-    check = _range_check(v, dt)
-    f32 = dt == types.float32 and isinstance(v, types.Float) and v.bitwidth > 32
-
-    if check is not None:
-        def impl(arr, i, v):
-            check(v)
-            hdr = _hdr_of(arr)
-            st, waits = A.write1(hdr, i, value_word(dt(v)))
-            if waits:
-                A.count(hdr, A.H_WRITE_WAITS, waits)
-            if st == A.ST_INDEX:
-                raise IndexError("SeqArray.set: index out of range", i)
-    elif f32:
-        def impl(arr, i, v):
-            x = dt(v)
-            if np.isinf(x) and not np.isinf(v):
-                raise OverflowError("SeqArray.set: value overflows float32", v)
-            hdr = _hdr_of(arr)
-            st, waits = A.write1(hdr, i, value_word(x))
-            if waits:
-                A.count(hdr, A.H_WRITE_WAITS, waits)
-            if st == A.ST_INDEX:
-                raise IndexError("SeqArray.set: index out of range", i)
-    else:
-        def impl(arr, i, v):
-            hdr = _hdr_of(arr)
-            st, waits = A.write1(hdr, i, value_word(dt(v)))
-            if waits:
-                A.count(hdr, A.H_WRITE_WAITS, waits)
-            if st == A.ST_INDEX:
-                raise IndexError("SeqArray.set: index out of range", i)
-
-    return impl
+@overload(operator.setitem, jit_options=_INLINE)
+def _ov_setitem(arr, i, v):
+    if isinstance(arr, SeqArrayType):
+        _index_type(i, "__setitem__")
+        return lambda arr, i, v: arr.set(i, v)
+    return None
 
 
 @overload(len, jit_options=JIT)
@@ -516,3 +508,33 @@ def _ov_len(arr):
 @overload_attribute(SeqArrayType, "capacity", jit_options=JIT)
 def _ov_capacity(arr):
     return lambda arr: A.capacity(_hdr_of(arr))
+
+
+# =================================================================== Python fast path
+
+
+@functools.lru_cache(maxsize=None)
+def _scalar_kernels(AT):
+    """The kernels of ``SeqArray.get``/``set`` from Python for one dtype: the njit methods
+    on the array rebuilt from the header's address, returning numpy scalars built in the
+    kernel (as SeqMap's, see ``seqmap._scalar_kernels``)."""
+
+    @numba.njit(**JIT)
+    def get1(a, i):
+        return as_numpy_scalar(at_addr(a, AT).get(i))
+
+    @numba.njit(**JIT)
+    def set1(a, i, v):
+        at_addr(a, AT).set(i, v)
+
+    vfast = _fast_types(AT.fast)
+    name = f"SeqArray({AT.np_dtype})"
+    return type("ScalarKernels", (), dict(
+        get1=get1, set1=set1, get_ep=_EntryPoints(get1, _INDEX_TYPES, what=f"{name}.get"),
+        set_ep=_EntryPoints(set1, _INDEX_TYPES, vfast, what=f"{name}.set")))
+
+
+#: index types the Python methods pass straight to the kernels
+_INDEX_TYPES = frozenset({int, np.int64})
+_NO_ENTRY = _EntryPoints(None)
+_FAST_ERRORS = (TypeError, ValueError, OverflowError)

@@ -7,10 +7,10 @@ freed slots are reused, the cooperative resize) is the top comment of
 - :class:`SeqMap` validates input (dtypes, capacity, max_load, keys, values, batch
   arrays) with clear exceptions and then calls *one* nogil kernel per call. The scalar
   path calls the kernel's compiled entry point for the exact Python types of its
-  arguments (``_EntryPoints``: no dispatch by numba's dispatcher), with the header's
-  address and the scalar (no boxing of a structure), and gets back a numpy scalar built
-  in the kernel (``_npscalar``); other dtypes (records, complex, sub-arrays, ...) and
-  other argument types go through the batch kernels with one item.
+  arguments (``_nbext.EntryPoints``: no dispatch by numba's dispatcher), with the
+  header's address and the scalar (no boxing of a structure), and gets back a numpy
+  scalar built in the kernel (``_npscalar``); other dtypes (records, sub-arrays, text,
+  ...) and other argument types go through the batch kernels with one item.
 - :class:`PlainMap` is the same class over the same kernels compiled with ``SYNC=False``
   (no sequence checks, no locks, no fences): the single-thread speed reference and the
   negative control of the concurrency tests. **Single-thread only**: concurrent use can
@@ -19,9 +19,13 @@ freed slots are reused, the cooperative resize) is the top comment of
 - ``numba.typeof(m)`` is a :class:`SeqMapType` whose data model holds only the header's
   address (``_nbext``); in user ``@njit(nogil=True)`` code ``m.get(k)`` (Optional),
   ``m.get(k, d)``, ``m.insert(k, v)`` (Optional previous), ``m.remove(k)`` (Optional
-  removed), ``m.add(k, d)`` (new value), ``m.contains(k)``, ``k in m`` and ``len(m)``
-  compile, for bool/integer/float keys and values. These methods are the only definition
-  of the scalar operations: the Python entry points call them too (``_nbext.at_addr``).
+  removed), ``m.add(k, d)`` (new value; integer, float and complex values),
+  ``m.contains(k)``, ``k in m``, ``m[k]`` (KeyError when absent), ``m[k] = v``,
+  ``del m[k]`` (KeyError when absent) and ``len(m)`` compile for every key and value
+  dtype the map accepts: how each dtype looks in njit code (records as by-value
+  ``ItemCopy`` values with their fields, sub-arrays as arrays, ...) is the table in
+  :mod:`seqmap_nb._codec`. These methods are the only definition of the scalar
+  operations: the Python entry points call them too (``_nbext.at_addr``).
 
 ``capacity`` is the number of entries the map holds without growing; the table behind it
 has ``m.slots`` slots, a power of two with ``max_load * slots >= capacity``. The map grows
@@ -42,9 +46,9 @@ from numba.extending import overload, overload_attribute, overload_method
 
 from . import _lifecycle as L
 from . import _map_kernels as K
-from ._codec import Codec, check_max_load, slot_words, typed_key_word, typed_value_word, word_scalar
+from ._codec import Codec, check_max_load, item_spec, item_value, key_words, slot_words, value_words
 from ._contents import MapBase
-from ._nbext import AddrType, at_addr, register
+from ._nbext import AddrType, Announced, EntryPoints as _EntryPoints, at_addr, fast_types as _fast_types, register
 from ._npscalar import as_numpy_scalar
 from ._unsafe import load_words, store_words, zero_words
 from .config import JIT
@@ -56,22 +60,42 @@ _ERR_MISUSE = ("PlainMap is single-thread only, and a resize found another threa
                "(use SeqMap for concurrent access)")
 
 
-def _nb_scalar(codec):
-    return numba.from_dtype(codec.dtype) if codec.scalar else None
+# --------------------------------------------------------------------------- kernels
+#
+# Compile time is spent per *distinct specialisation*, and numba keys a specialisation by
+# the exact argument types, literals included. Three rules keep the count down:
+#
+# - the word-level work (lookups, writes, resizes, snapshots) depends only on the layout
+#   (KW, VW, SW, SYNC), so it is compiled once per layout and shared by every dtype pair
+#   of that layout: u64 -> u64, i64 -> f64 and u8 -> bool all have KW = VW = 1, SW = 4;
+# - every caller passes the same literal types: SYNC as an int (never True), the value
+#   type only to ``add`` (insert and remove pass None: ``K.update`` uses it for the sum
+#   alone), so the njit methods, the batch kernels and the harness share one ``update``
+#   per operation and layout;
+# - what depends on the dtypes (conversions of Python or njit values to words and back)
+#   is small, and calls the shared word-level code instead of inlining it at numba's IR
+#   level (LLVM inlines it instead, see ``_w_lookup``).
 
 
-# --------------------------------------------------------------------------- kernels per layout
+@numba.njit(forceinline=True, **JIT)
+def _w_lookup(h, key, KW, VW, SW, SYNC):
+    """G1-G3 of one key (``K.lookup``) as one function per layout: compiled once and
+    inlined by LLVM into every caller (``forceinline``), where ``K.lookup``'s own numba-level
+    inlining would re-type its body in every function that reads the map."""
+    return K.lookup(h, key, KW, VW, SW, SYNC)
 
 
 @functools.lru_cache(maxsize=None)
-def _kernels(KW, VW, SW, SYNC, KT, VT):
-    """The entry-point kernels for one layout. Constants are closure variables, so numba
-    types them as literals and specialises every helper of ``_map_kernels`` on them (and
-    ``cache=True`` keys each variant by their values). Each kernel first rebinds the header
-    to ``K.unowned(h)``: no refcount traffic on it inside the kernel."""
+def _layout_kernels(KW, VW, SW, SYNC):
+    """The batch and whole-map kernels of one layout (every dtype pair of the layout shares
+    them). Constants are closure variables, so numba types them as literals and specialises
+    every helper of ``_map_kernels`` on them (and ``cache=True`` keys each variant by their
+    values). Each kernel first rebinds the header to ``K.unowned(h)``: no refcount traffic
+    on it inside the kernel."""
     ns = {}
     # module attributes would type as plain int64: bind them here so they are literals
-    OP_INSERT, OP_ADD, OP_REMOVE = K.OP_INSERT, K.OP_ADD, K.OP_REMOVE
+    OP_INSERT, OP_REMOVE = K.OP_INSERT, K.OP_REMOVE
+    NOVT = None  # insert and remove do not use the value type (see above)
 
     @numba.njit(**JIT)
     def init(h, cap, log2):
@@ -104,7 +128,7 @@ def _kernels(KW, VW, SW, SYNC, KT, VT):
             K.prefetch_ahead(h, keys, j, n, KW, SW, SYNC)
             key = load_words(keys, j * KW, KW, False)
             v = load_words(vals, j * VW, VW, False)
-            st, o, w = K.update(h, key, v, OP_INSERT, KW, VW, SW, SYNC, VT)
+            st, o, w = K.update(h, key, v, OP_INSERT, KW, VW, SW, SYNC, NOVT)
             waits += w
             if st == K.ST_NOMEM or st == K.ST_MISUSE:
                 K.add_stat(h, K.ST_WAIT, waits, SYNC)
@@ -124,7 +148,7 @@ def _kernels(KW, VW, SW, SYNC, KT, VT):
         for j in range(n):
             K.prefetch_ahead(h, keys, j, n, KW, SW, SYNC)
             key = load_words(keys, j * KW, KW, False)
-            st, o, w = K.update(h, key, z, OP_REMOVE, KW, VW, SW, SYNC, VT)
+            st, o, w = K.update(h, key, z, OP_REMOVE, KW, VW, SW, SYNC, NOVT)
             waits += w
             if st == K.ST_MISUSE:
                 K.add_stat(h, K.ST_WAIT, waits, SYNC)
@@ -136,110 +160,86 @@ def _kernels(KW, VW, SW, SYNC, KT, VT):
 
     ns.update(init=init, clear=clear, snapshot=snapshot, get_many=get_many,
               insert_many=insert_many, remove_many=remove_many)
+    what = f"for keys of {KW} and values of {VW} 64-bit words{'' if SYNC else ' (PlainMap)'}"
+    return type("LayoutKernels", (), {k: Announced(f, f"the SeqMap {k} kernel {what}") for k, f in ns.items()})
 
-    if VT is not None and isinstance(VT, (types.Integer, types.Float)) and not isinstance(VT, types.Boolean):
+
+@functools.lru_cache(maxsize=None)
+def _add_many_kernel(KW, VW, SW, SYNC, VT):
+    """``add_many`` for the value type `VT` (the sum is typed: one kernel per value type)."""
+    OP_ADD = K.OP_ADD
+
+    @numba.njit(**JIT)
+    def add_many(h, keys, deltas, new):
+        """Returns (-1, 0), or (index, status) of the first item not applied."""
+        h = K.unowned(h)
+        waits = 0
+        n = new.shape[0] // VW
+        for j in range(n):
+            K.prefetch_ahead(h, keys, j, n, KW, SW, SYNC)
+            key = load_words(keys, j * KW, KW, False)
+            d = load_words(deltas, j * VW, VW, False)
+            st, o, w = K.update(h, key, d, OP_ADD, KW, VW, SW, SYNC, VT)
+            waits += w
+            if st == K.ST_NOMEM or st == K.ST_OVERFLOW or st == K.ST_MISUSE:
+                K.add_stat(h, K.ST_WAIT, waits, SYNC)
+                return j, st
+            if st == K.ST_FOUND:
+                ok, nv = K.add_words(o, d, VT)
+                store_words(new, j * VW, nv, False)
+            else:
+                store_words(new, j * VW, d, False)
+        K.add_stat(h, K.ST_WAIT, waits, SYNC)
+        return -1, 0
+
+    return Announced(add_many, f"the SeqMap add_many kernel for {VT} values")
+
+
+@functools.lru_cache(maxsize=None)
+def _scalar_kernels(MT):
+    """The kernels of the Python scalar methods for one map type: the njit methods (the one
+    definition of each operation) on the map rebuilt from the header's address. An int
+    unboxes in a few ns, where a structure argument costs a typed attribute read; they
+    return numpy scalars built in the kernel (``_npscalar``). The Python methods call their
+    compiled entry points directly (:class:`_EntryPoints`). Small: the word-level code they
+    reach is compiled per layout and shared."""
+
+    @numba.njit(**JIT)
+    def get1(a, k):
+        return as_numpy_scalar(at_addr(a, MT).get(k))  # None or a numpy scalar
+
+    @numba.njit(**JIT)
+    def contains1(a, k):
+        return k in at_addr(a, MT)
+
+    @numba.njit(**JIT)
+    def insert1(a, k, v):
+        return as_numpy_scalar(at_addr(a, MT).insert(k, v))  # None or a numpy scalar
+
+    @numba.njit(**JIT)
+    def remove1(a, k):
+        return as_numpy_scalar(at_addr(a, MT).remove(k))  # None or a numpy scalar
+
+    ns = dict(get1=get1, contains1=contains1, insert1=insert1, remove1=remove1, add1=None)
+    if MT.can_add:
 
         @numba.njit(**JIT)
-        def add_many(h, keys, deltas, new):
-            """Returns (-1, 0), or (index, status) of the first item not applied."""
-            h = K.unowned(h)
-            waits = 0
-            n = new.shape[0] // VW
-            for j in range(n):
-                K.prefetch_ahead(h, keys, j, n, KW, SW, SYNC)
-                key = load_words(keys, j * KW, KW, False)
-                d = load_words(deltas, j * VW, VW, False)
-                st, o, w = K.update(h, key, d, OP_ADD, KW, VW, SW, SYNC, VT)
-                waits += w
-                if st == K.ST_NOMEM or st == K.ST_OVERFLOW or st == K.ST_MISUSE:
-                    K.add_stat(h, K.ST_WAIT, waits, SYNC)
-                    return j, st
-                if st == K.ST_FOUND:
-                    ok, nv = K.add_words(o, d, VT)
-                    store_words(new, j * VW, nv, False)
-                else:
-                    store_words(new, j * VW, d, False)
-            K.add_stat(h, K.ST_WAIT, waits, SYNC)
-            return -1, 0
+        def add1(a, k, d):
+            return as_numpy_scalar(at_addr(a, MT).add(k, d))
 
-        ns["add_many"] = add_many
+        ns["add1"] = add1
 
-    if KT is not None and VT is not None:
-        # The scalar kernels of the Python methods: the njit methods (the one definition of
-        # each operation) on the map rebuilt from the header's address. An int unboxes in a
-        # few ns, where a structure argument costs a typed attribute read; they return numpy
-        # scalars built in the kernel (see _npscalar). The Python methods call their
-        # compiled entry points directly (see _EntryPoints).
-        MT = SeqMapType(KT, VT, KW, VW, SW, SYNC)
-
-        @numba.njit(**JIT)
-        def get1(a, k):
-            return as_numpy_scalar(at_addr(a, MT).get(k))  # None or a numpy scalar
-
-        @numba.njit(**JIT)
-        def contains1(a, k):
-            return k in at_addr(a, MT)
-
-        @numba.njit(**JIT)
-        def insert1(a, k, v):
-            return as_numpy_scalar(at_addr(a, MT).insert(k, v))  # None or a numpy scalar
-
-        @numba.njit(**JIT)
-        def remove1(a, k):
-            return as_numpy_scalar(at_addr(a, MT).remove(k))  # None or a numpy scalar
-
-        ns.update(get1=get1, contains1=contains1, insert1=insert1, remove1=remove1)
-
-        if isinstance(VT, (types.Integer, types.Float)) and not isinstance(VT, types.Boolean):
-
-            @numba.njit(**JIT)
-            def add1(a, k, d):
-                return as_numpy_scalar(at_addr(a, MT).add(k, d))
-
-            ns["add1"] = add1
-
-        kfast, vfast = _fast_types(KT), _fast_types(VT)
-        ns.update(get_ep=_EntryPoints(get1, kfast), contains_ep=_EntryPoints(contains1, kfast),
-                  insert_ep=_EntryPoints(insert1, kfast, vfast), remove_ep=_EntryPoints(remove1, kfast),
-                  add_ep=_EntryPoints(ns.get("add1"), kfast, vfast))
-    return type("Kernels", (), ns)
+    kfast, vfast = _fast_types(MT.KT), _fast_types(MT.VT)
+    name = f"SeqMap({MT.kdt} -> {MT.vdt})" if MT.sync else f"PlainMap({MT.kdt} -> {MT.vdt})"
+    ns.update(get_ep=_EntryPoints(get1, kfast, what=f"{name}.get"),
+              contains_ep=_EntryPoints(contains1, kfast, what=f"{name}.contains"),
+              insert_ep=_EntryPoints(insert1, kfast, vfast, what=f"{name}.insert"),
+              remove_ep=_EntryPoints(remove1, kfast, what=f"{name}.remove"),
+              add_ep=_EntryPoints(ns["add1"], kfast, vfast, what=f"{name}.add"))
+    return type("ScalarKernels", (), ns)
 
 
 # --------------------------------------------------------------------------- the Python class
-
-
-def _fast_types(nbtype):
-    """Python types the scalar methods hand straight to a kernel typed `nbtype`: the
-    builtin types of its kind and the numpy scalar type of its dtype."""
-    dt = numba.np.numpy_support.as_dtype(nbtype)
-    base = {"b": {bool}, "i": {int}, "u": {int}, "f": {float, int}}[dt.kind]
-    return frozenset(base | {dt.type})
-
-
-class _EntryPoints(dict):
-    """Python argument types -> the compiled entry point of one scalar kernel, or None.
-
-    Calling a jitted function goes through numba's dispatcher, which works out the numba
-    type of every argument and looks the overload up: about 100 ns of a ~450 ns call on
-    the reference machine. The scalar methods know the types already (they take the fast
-    path only for the exact types of ``_fast_types``), so they look the compiled function
-    up here by ``type(k)`` (or ``(type(k), type(v))``) and call it directly, as the
-    dispatcher itself would. ``Dispatcher.compile(sig)`` compiles the signature, or loads
-    it from the cache, and returns that entry point. Any other type maps to None: the
-    caller's general path, which validates and converts. Shared by every map of a layout.
-    """
-
-    def __init__(self, kernel, *fast):
-        super().__init__()
-        self._kernel, self._fast = kernel, fast
-
-    def __missing__(self, key):
-        ts = key if isinstance(key, tuple) else (key,)
-        ep = None
-        if self._kernel is not None and all(t in f for t, f in zip(ts, self._fast)):
-            ep = self._kernel.compile((types.intp,) + tuple(numba.typeof(t(0)) for t in ts))
-        self[key] = ep
-        return ep
 
 
 _NO_ENTRY = _EntryPoints(None)  # layouts without scalar kernels (records, complex, ...)
@@ -294,26 +294,28 @@ class SeqMap(MapBase):
         self._KW, self._VW = kc.nwords, vc.nwords
         self._SW = slot_words(self._KW, self._VW)
         self._max_load = max_load
-        KT, VT = _nb_scalar(kc), _nb_scalar(vc)
-        self._k = _kernels(self._KW, self._VW, self._SW, self._SYNC, KT, VT)
+        SYNC = int(self._SYNC)  # an int literal everywhere (see "kernels")
+        self._k = _layout_kernels(self._KW, self._VW, self._SW, SYNC)
         base = np.zeros(K.H_WORDS, np.uint64)
         h = base[:]  # njit code holds this view; its death frees the buffers
         h[K.H_MAXLOAD] = max(1, int(max_load * 65536))
-        h[K.H_KW], h[K.H_VW], h[K.H_SW], h[L.H_SYNC] = self._KW, self._VW, self._SW, int(self._SYNC)
+        h[K.H_KW], h[K.H_VW], h[K.H_SW], h[L.H_SYNC] = self._KW, self._VW, self._SW, SYNC
         if not self._k.init(h, 1 << log2, log2):
             raise MemoryError(f"could not allocate {(1 << log2) * self._SW * 8} bytes for {1 << log2} slots")
         self._h = h
         self._hdr_addr = int(h.ctypes.data)  # what njit code unboxes (see SeqMapType)
         self._finalizer = weakref.finalize(h, K.free_all, base)
-        self._nbtype = SeqMapType(KT, VT, self._KW, self._VW, self._SW, self._SYNC, kc.dtype, vc.dtype)
-        self._can_add = vc.kind in "iuf"
+        mt = SeqMapType(kc.dtype, vc.dtype, self._KW, self._VW, self._SW, SYNC)
+        self._numba_type_ = mt  # numba's dispatcher reads this attribute directly (see _nbext)
+        self._can_add = mt.can_add
         self._no_pause = np.array([np.uint64(2**64 - 1), 0], np.uint64)
-        k = self._k
-        self._get_ep = getattr(k, "get_ep", _NO_ENTRY)
-        self._contains_ep = getattr(k, "contains_ep", _NO_ENTRY)
-        self._insert_ep = getattr(k, "insert_ep", _NO_ENTRY)
-        self._remove_ep = getattr(k, "remove_ep", _NO_ENTRY)
-        self._add_ep = getattr(k, "add_ep", _NO_ENTRY)
+        k = _scalar_kernels(mt) if mt.KT is not None and mt.VT is not None else None
+        self._get_ep = k.get_ep if k else _NO_ENTRY
+        self._contains_ep = k.contains_ep if k else _NO_ENTRY
+        self._insert_ep = k.insert_ep if k else _NO_ENTRY
+        self._remove_ep = k.remove_ep if k else _NO_ENTRY
+        self._add_ep = k.add_ep if k else _NO_ENTRY
+        self._scalar = k
 
     # ------------------------------------------------------------ scalar operations
     def get(self, k, default=None):
@@ -374,8 +376,9 @@ class SeqMap(MapBase):
     def add(self, k, d):
         """Atomic ``value += d`` (inserting `d` when absent); returns the new value.
 
-        Integer overflow raises OverflowError and leaves the value unchanged; floats
-        follow IEEE. bool, complex and record values have no addition (TypeError)."""
+        Integer overflow raises OverflowError and leaves the value unchanged; floats and
+        complex numbers follow IEEE. bool, record, text and other values have no addition
+        (TypeError)."""
         if not self._can_add:
             raise TypeError(f"add: values of dtype {self._vc.dtype} are not numbers that can be added")
         ep = self._add_ep[type(k), type(d)]
@@ -387,7 +390,7 @@ class SeqMap(MapBase):
         kw = self._kc.words(k)
         dw = self._vc.words(d)
         new = np.empty(self._VW, np.uint64)
-        j, st = self._k.add_many(self._h, kw, dw, new)
+        j, st = self._add_many_kernel()(self._h, kw, dw, new)
         if j >= 0:
             if st == K.ST_OVERFLOW:
                 raise OverflowError(f"add: {k!r} + {d!r} does not fit in {self._vc.dtype} (value unchanged)")
@@ -404,13 +407,8 @@ class SeqMap(MapBase):
         return self._get_slow(k, _MISSING) is not _MISSING
 
     def __delitem__(self, k):
-        # remove() returns the value; a present key always has one, so check presence
-        kw = self._kc.words(k)
-        old = np.empty(self._VW, np.uint64)
-        found = np.empty(1, np.bool_)
-        j, st = self._k.remove_many(self._h, kw, old, found)
-        self._raise_batch(j, st, "del")
-        if not found[0]:
+        # remove() returns the removed value, never None for a present key
+        if self.remove(k) is None:
             raise KeyError(k)
 
     def __len__(self):
@@ -468,9 +466,13 @@ class SeqMap(MapBase):
         _, kw, n = self._batch_keys(keys)
         dw = self._batch_values(deltas, n, "deltas")
         new = np.empty(n * self._VW, np.uint64)
-        j, st = self._k.add_many(self._h, kw, dw, new)
+        j, st = self._add_many_kernel()(self._h, kw, dw, new)
         self._raise_batch(j, st, "add_many")
         return self._vc.words_array(new.reshape(n, self._VW))
+
+    def _add_many_kernel(self):
+        mt = self._numba_type_
+        return _add_many_kernel(self._KW, self._VW, self._SW, mt.sync, mt.VT)
 
     @staticmethod
     def _raise_batch(j, st, what):
@@ -621,16 +623,23 @@ _INLINE = {"forceinline": True}
 
 
 class SeqMapType(AddrType):
-    """numba type of a SeqMap/PlainMap, with the layout as parameters (data model: the
-    header's address, see ``_nbext``)."""
+    """numba type of a SeqMap/PlainMap: the key and value dtypes and the layout are its
+    parameters (data model: the header's address, see ``_nbext``).
 
-    def __init__(self, KT, VT, KW, VW, SW, sync, kdt=None, vdt=None):
-        self.KT, self.VT, self.KW, self.VW, self.SW, self.sync = KT, VT, KW, VW, SW, int(sync)
-        kd = np.dtype(kdt) if kdt is not None else numba.np.numpy_support.as_dtype(KT)
-        vd = np.dtype(vdt) if vdt is not None else numba.np.numpy_support.as_dtype(VT)
-        self.kdt, self.vdt = kd, vd
-        cls = {0: "PlainMap", 1: "SeqMap", 2: "SeqMapWideUnguarded", 3: "SeqMapWideGuarded"}[int(sync)]
-        super().__init__(f"{cls}[{kd.descr}, {vd.descr}]")
+    ``kspec``/``vspec`` describe the items in njit code (``_codec.ItemSpec``: every dtype
+    the map accepts has one); ``KT``/``VT`` are the numba scalar types of the Python fast
+    path (bool, integer, float, complex), else None."""
+
+    def __init__(self, kdt, vdt, KW, VW, SW, sync):
+        self.kdt, self.vdt = np.dtype(kdt), np.dtype(vdt)
+        self._ctor_args = (self.kdt, self.vdt, KW, VW, SW, int(sync))
+        self.kspec, self.vspec = item_spec(self.kdt), item_spec(self.vdt)
+        self.KW, self.VW, self.SW, self.sync = KW, VW, SW, int(sync)
+        self.KT = self.kspec.nbtype if self.kspec.kind in ("scalar", "complex") else None
+        self.VT = self.vspec.nbtype if self.vspec.kind in ("scalar", "complex") else None
+        self.can_add = self.VT is not None and not isinstance(self.VT, types.Boolean)
+        cls = {0: "PlainMap", 1: "SeqMap", 2: "SeqMapWideUnguarded", 3: "SeqMapWideGuarded"}[self.sync]
+        super().__init__(f"{cls}[{self.kdt.descr}, {self.vdt.descr}]")
 
 
 register(SeqMap, SeqMapType)
@@ -642,39 +651,34 @@ def _ov_header(m):
     return lambda m: K.header_at(m.addr)
 
 
-def _scalar_layout(m, what):
-    if m.KT is None or m.VT is None:
-        raise TypingError(
-            f"{m}: {what} inside njit code needs bool/integer/float keys and values; "
-            "record, complex and other dtypes are available from Python and batch calls"
-        )
-    return m.KT, m.VT, m.KW, m.VW, m.SW, m.sync
+def _layout(m):
+    return m.kspec, m.vspec, m.KW, m.VW, m.SW, m.sync
 
 
 @overload_method(SeqMapType, "get", jit_options=_INLINE)
 def _ov_get(m, k, default=None):
-    KT, VT, KW, VW, SW, SYNC = _scalar_layout(m, "get")
+    KS, VS, KW, VW, SW, SYNC = _layout(m)
     if default is None or isinstance(default, (types.NoneType, types.Omitted)):
         def impl(m, k, default=None):
-            f, vals = K.lookup(m._header, (typed_key_word(k, KT),), KW, VW, SW, SYNC)
+            f, vals = _w_lookup(m._header, key_words(k, KS), KW, VW, SW, SYNC)
             if f:
-                return word_scalar(vals[0], VT)
+                return item_value(vals, VS)
             return None
     else:
         def impl(m, k, default=None):
-            f, vals = K.lookup(m._header, (typed_key_word(k, KT),), KW, VW, SW, SYNC)
+            f, vals = _w_lookup(m._header, key_words(k, KS), KW, VW, SW, SYNC)
             if f:
-                return word_scalar(vals[0], VT)
+                return item_value(vals, VS)
             return default
     return impl
 
 
 @overload_method(SeqMapType, "contains", jit_options=_INLINE)
 def _ov_contains(m, k):
-    KT, VT, KW, VW, SW, SYNC = _scalar_layout(m, "contains")
+    KS, VS, KW, VW, SW, SYNC = _layout(m)
 
     def impl(m, k):
-        f, vals = K.lookup(m._header, (typed_key_word(k, KT),), KW, VW, SW, SYNC)
+        f, vals = _w_lookup(m._header, key_words(k, KS), KW, VW, SW, SYNC)
         return f
 
     return impl
@@ -683,9 +687,70 @@ def _ov_contains(m, k):
 @overload(operator.contains, jit_options=_INLINE)
 def _ov_in(m, k):
     if isinstance(m, SeqMapType):
-        _scalar_layout(m, "`in`")  # its TypingError names the operator
         return lambda m, k: m.contains(k)
     return None
+
+
+def _key_error(m):
+    """An njit function raising KeyError for key `k`: ``KeyError(k)`` as a dict raises it
+    where numba can put the key into the exception (numbers), else a message."""
+    if m.kspec.kind in ("scalar", "complex"):
+        def missing(k):
+            raise KeyError(k)
+    else:
+        def missing(k):
+            raise KeyError("SeqMap: key not found")
+    return numba.njit(inline="always")(missing)
+
+
+@overload(operator.getitem, jit_options=_INLINE)
+def _ov_getitem(m, k):
+    """``m[k]``: the value, or KeyError."""
+    if not isinstance(m, SeqMapType):
+        return None
+    KS, VS, KW, VW, SW, SYNC = _layout(m)
+    missing = _key_error(m)
+
+    def impl(m, k):
+        f, vals = _w_lookup(m._header, key_words(k, KS), KW, VW, SW, SYNC)
+        if not f:
+            missing(k)
+        return item_value(vals, VS)
+
+    return impl
+
+
+@overload(operator.setitem)
+def _ov_setitem(m, k, v):
+    """``m[k] = v``: insert or overwrite."""
+    if not isinstance(m, SeqMapType):
+        return None
+
+    def impl(m, k, v):
+        m.insert(k, v)
+
+    return impl
+
+
+@overload(operator.delitem)
+def _ov_delitem(m, k):
+    """``del m[k]``: remove, or KeyError."""
+    if not isinstance(m, SeqMapType):
+        return None
+    KS, VS, KW, VW, SW, SYNC = _layout(m)
+    OP_REMOVE = K.OP_REMOVE
+    NOVT = None
+    missing = _key_error(m)
+
+    def impl(m, k):
+        h = m._header
+        st, o, w = K.update(h, key_words(k, KS), zero_words(VW), OP_REMOVE, KW, VW, SW, SYNC, NOVT)
+        K.add_stat(h, K.ST_WAIT, w, SYNC)
+        _raise_status(st)
+        if st != K.ST_FOUND:
+            missing(k)
+
+    return impl
 
 
 @overload(len)
@@ -714,18 +779,19 @@ def _ov_raise_status(st):
 
 @overload_method(SeqMapType, "insert")
 def _ov_insert(m, k, v):
-    KT, VT, KW, VW, SW, SYNC = _scalar_layout(m, "insert")
+    KS, VS, KW, VW, SW, SYNC = _layout(m)
     OP_INSERT = K.OP_INSERT
+    NOVT = None  # the same ``update`` as insert_many's (see "kernels")
 
     def impl(m, k, v):
         h = m._header
-        key = (typed_key_word(k, KT),)
-        val = (typed_value_word(v, VT),)  # both validated before anything is written
-        st, o, w = K.update(h, key, val, OP_INSERT, KW, VW, SW, SYNC, VT)
+        key = key_words(k, KS)
+        val = value_words(v, VS)  # both validated before anything is written
+        st, o, w = K.update(h, key, val, OP_INSERT, KW, VW, SW, SYNC, NOVT)
         K.add_stat(h, K.ST_WAIT, w, SYNC)
         _raise_status(st)
         if st == K.ST_FOUND:
-            return word_scalar(o[0], VT)
+            return item_value(o, VS)
         return None
 
     return impl
@@ -733,16 +799,17 @@ def _ov_insert(m, k, v):
 
 @overload_method(SeqMapType, "remove")
 def _ov_remove(m, k):
-    KT, VT, KW, VW, SW, SYNC = _scalar_layout(m, "remove")
+    KS, VS, KW, VW, SW, SYNC = _layout(m)
     OP_REMOVE = K.OP_REMOVE
+    NOVT = None
 
     def impl(m, k):
         h = m._header
-        st, o, w = K.update(h, (typed_key_word(k, KT),), zero_words(VW), OP_REMOVE, KW, VW, SW, SYNC, VT)
+        st, o, w = K.update(h, key_words(k, KS), zero_words(VW), OP_REMOVE, KW, VW, SW, SYNC, NOVT)
         K.add_stat(h, K.ST_WAIT, w, SYNC)
         _raise_status(st)
         if st == K.ST_FOUND:
-            return word_scalar(o[0], VT)
+            return item_value(o, VS)
         return None
 
     return impl
@@ -750,21 +817,22 @@ def _ov_remove(m, k):
 
 @overload_method(SeqMapType, "add")
 def _ov_add(m, k, d):
-    KT, VT, KW, VW, SW, SYNC = _scalar_layout(m, "add")
+    KS, VS, KW, VW, SW, SYNC = _layout(m)
     OP_ADD = K.OP_ADD
-    if isinstance(VT, types.Boolean) or not isinstance(VT, (types.Integer, types.Float)):
-        raise TypingError(f"{m}: add needs integer or float values")
+    VT = m.VT
+    if not m.can_add:
+        raise TypingError(f"{m}: add needs integer, float or complex values, not {m.vdt}")
 
     def impl(m, k, d):
         h = m._header
-        key = (typed_key_word(k, KT),)
-        dw = (typed_value_word(d, VT),)
+        key = key_words(k, KS)
+        dw = value_words(d, VS)
         st, o, w = K.update(h, key, dw, OP_ADD, KW, VW, SW, SYNC, VT)
         K.add_stat(h, K.ST_WAIT, w, SYNC)
         _raise_status(st)
         if st == K.ST_FOUND:
             ok, nv = K.add_words(o, dw, VT)
-            return word_scalar(nv[0], VT)
-        return word_scalar(dw[0], VT)
+            return item_value(nv, VS)
+        return item_value(dw, VS)
 
     return impl

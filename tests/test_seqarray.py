@@ -278,6 +278,37 @@ def test_bad_values_per_dtype(dtype, value, exc):
     assert len(arr) == 0 and arr.get(0, default="unset") == "unset"
 
 
+def test_scalar_get_set_call_the_kernels_entry_points_for_exact_types_only():
+    """get/set of number cells call the compiled njit methods directly (no dispatcher) for
+    an int index and the dtype's own scalar types; everything else takes the general path,
+    which converts or refuses exactly as before, and compiles nothing."""
+    from numba import types
+
+    arr = SeqArray(np.uint16, capacity=4)
+    arr.set(0, 7)
+    arr.set(1, np.uint16(8))
+    assert arr.get(0) == 7 and type(arr.get(0)) is np.uint16
+    k = arr._scalar
+    assert arr._get_ep[int] is k.get1.overloads[(types.intp, types.int64)].entry_point
+    assert arr._set_ep[int, int] is k.set1.overloads[(types.intp, types.int64, types.int64)].entry_point
+    assert arr._set_ep[int, np.uint16] is k.set1.overloads[(types.intp, types.int64, types.uint16)].entry_point
+    before = (set(k.get1.overloads), set(k.set1.overloads))
+    arr.set(np.int8(2), 9.0)  # an integral float is its integer, on the general path
+    assert arr.get(np.uint8(2)) == 9 and arr._set_ep[np.int8, float] is None
+    with pytest.raises(OverflowError, match="70000 does not fit in uint16"):
+        arr.set(3, 70000)  # the kernel refuses, the general path says why
+    with pytest.raises(TypeError, match="expected an integer"):
+        arr.set(3, 1.5)
+    with pytest.raises(IndexError, match="index 18446744073709551616 out of range"):
+        arr.get(2**64)  # no int64: the general path
+    with pytest.raises(IndexError, match="index -1 out of range .capacity 4"):
+        arr.get(-1)
+    with pytest.raises(TypeError, match="must be an integer"):
+        arr.get(True)
+    assert arr.get(3, None) is None and len(arr) == 3
+    assert (set(k.get1.overloads), set(k.set1.overloads)) == before
+
+
 # ------------------------------------------------------------------ from njit code
 
 
@@ -324,11 +355,10 @@ def test_njit_errors():
     with pytest.raises(OverflowError):
         _njit_set(arr, 1, -1)
     assert arr.get(1, default=None) is None and arr.get(0) == 7
-    with pytest.raises(TypingError, match="without loss"):
-        _njit_set(arr, 1, 1.5)
-    rec = SeqArray(REC, capacity=2)
-    with pytest.raises(TypingError, match="from Python"):
-        _njit_get(rec, 0)
+    with pytest.raises(TypingError, match="must be an integer for uint8, got float64"):
+        _njit_set(arr, 1, 1.5)  # a float never goes into an integer cell, not even 1.0
+    with pytest.raises(TypingError, match="index must be an integer"):
+        _njit_get(arr, 1.0)
 
 
 def test_njit_float32_and_bool_cells():
