@@ -13,7 +13,7 @@ C = "tests/test_seqmap_concurrency.py::"
 R = "tests/test_seqmap_resize_stress.py::"
 AR = "tests/test_seqarray_resize.py::"
 AS = "tests/test_seqlock_stress.py::"
-IR = "tests/test_kernel_orderings.py::"
+IR = "tests/test_kernel_orderings.py"
 
 
 def _m(id, what, tests, equivalent=""):
@@ -39,6 +39,7 @@ MUTANTS = [
                   "saw it unlocked) comes after the flip in the seq_cst order, so its EPOCH "
                   "check fails and it restores the word without writing data: the words "
                   "cannot change under the copy (the re-check is a second line of defence)"),
+    _m("M5", "L4: the unlock store relaxed instead of release (_seqlock.unlock)", [IR]),
     _m("M7", "njit add as get, then insert (not one locked read-modify-write)",
        [T + "test_adds_on_hot_keys_are_exact_while_jobs_move_the_table"]),
     # -------------------------------------------------- the write path and the resize
@@ -58,4 +59,20 @@ MUTANTS = [
        [T + "test_a_helper_that_slept_through_jobs_claims_nothing_of_a_later_one"]),
     _m("N5b", "claim_next ignores the cursor's tag (a stale helper)",
        [T + "test_a_helper_that_slept_through_jobs_claims_nothing_of_a_later_one"]),
+    # -------------------------------------------------- orderings (identical code on x86-64)
+    _m("M5b", "L2: the slot lock's CAS acq_rel instead of seq_cst (try_lock)", [IR]),
+    _m("M5c", "W3/W4, A3: the EPOCH load after the lock acquire instead of seq_cst (epoch_ok)", [IR]),
+    _m("M5d", "S1: the reader's first sequence load relaxed (load_seq)", [IR]),
+    _m("M5e", "S3: no acquire fence before the sequence re-read (read_validate)", [IR]),
+    _m("M5f", "G3: no acquire fence before the EPOCH re-read (epoch_changed)", [IR]),
+    _m("M5g", "J4: the mover's slot load acquire instead of seq_cst (move_chunk)", [IR]),
+    _m("M5h", "J4: the flip's EPOCH store release instead of seq_cst (flip)", [IR]),
+    _m("M5i", "W2: the writer's probe loads relaxed (_write_in)", [IR]),
+    _m("M5j", "J5: the chunk claim's CAS acq_rel instead of seq_cst (claim_chunk)", [IR]),
+    _m("M5k", "L3: no release fence after the lock (try_lock)", [IR]),
+    _m("M5l", "J6: BUF published relaxed (publish)", [IR]),
+    _m("M5m", "W4: the insert counter's CAS without its release half (_write_in)", [IR]),
+    _m("M5n", "A2: no acquire fence before the chunk state load (SeqArray read_cell)", [IR]),
+    _m("M5o", "reads in a move: no acquire fence before the chunk state loads (lookup_moving)", [IR]),
+    _m("M5p", "J5: a chunk marked done relaxed (finish_chunk)", [IR]),
 ]
