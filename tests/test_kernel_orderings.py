@@ -23,7 +23,6 @@ separate functions are examined as kernels of their own. The IR is captured wher
 lowers it, before LLVM's passes (which never weaken an ordering).
 """
 import ast
-import collections
 import functools
 import linecache
 import os
@@ -79,11 +78,11 @@ def _instruction(text):
 
 
 def _lowered(wrapper, args, kernel):
-    """Compile `wrapper` afresh (never from a cache) for `args`; return a Counter of
-    ((module, function, line), (kind, orderings)) for every atomic instruction lowered into the
-    body of `kernel` (the wrapper itself, or the fresh dispatcher it calls), its inlined
-    helpers included."""
-    found = collections.Counter()
+    """Compile `wrapper` afresh (never from a cache) for `args`; return the list of
+    ((module, function, line), (kind, orderings)) of every atomic instruction lowered into
+    the body of `kernel` (the wrapper itself, or the fresh dispatcher it calls), its
+    inlined helpers included, in the order numba lowered them (source order)."""
+    found = []
     original = lowering.Lower.lower_inst
 
     def lower_inst(self, inst):
@@ -102,7 +101,7 @@ def _lowered(wrapper, args, kernel):
             if _ATOMIC.match(text):
                 ins_ = _instruction(text)
                 if ins_ is not None:
-                    found[(_site(inst.loc.filename, inst.loc.line), ins_)] += 1
+                    found.append((_site(inst.loc.filename, inst.loc.line), ins_))
         return result
 
     lowering.Lower.lower_inst = lower_inst
@@ -183,8 +182,8 @@ def k_array_move(h, e1, o, n, c):
 
 @pytest.fixture(scope="module")
 def ir():
-    """kernel name -> Counter of its atomic instructions by site (each kernel compiled
-    once for the module)."""
+    """kernel name -> its atomic instructions by site, in source order (each kernel
+    compiled once for the module)."""
     h = SeqMap(np.uint64, np.uint64)._h
     ah = SeqArray(np.int64, capacity=8)._hdr
     u, w = np.uint64(1), np.zeros(1, np.uint64)
@@ -318,8 +317,7 @@ RELAXED_OK = {
 
 
 def _orders(c, module, function, kind, text):
-    return [ins[1] for (site, ins), n in c.items()
-            if site[:2] == (module, function) and ins[0] == kind and text in site[2]]
+    return [ins[1] for site, ins in c if site[:2] == (module, function) and ins[0] == kind and text in site[2]]
 
 
 @pytest.mark.parametrize("kernel", sorted(REQUIRED))
@@ -351,4 +349,28 @@ def test_the_attribution_sees_the_kernels():
     u = np.uint64(1)
     first = _lowered(k_lookup, (h, u), k_lookup)
     assert _orders(first, SL, "load_seq", "load", "") == [("acquire",)]
-    assert _lowered(k_lookup, (h, u), K.update.py_func) == collections.Counter()  # not this kernel
+    assert _lowered(k_lookup, (h, u), K.update.py_func) == []  # not this kernel
+
+
+def _sequence(c, module, function):
+    """The lines of `function`'s atomics in the kernel, in source order."""
+    return [(ins[0], site[2]) for site, ins in c if site[:2] == (module, function)]
+
+
+def test_g1_loads_epoch_before_buf_and_j6_stores_buf_before_epoch(ir):
+    """G1/A1 and J6 pair up in program order, not only in strength: a reader loads EPOCH
+    and then BUF, a publication stores BUF and then EPOCH, so the BUF a reader gets is the
+    one current at its EPOCH or a later one. Loaded the other way round, a reader that
+    lost the CPU between the loads takes an old BUF with a newer EPOCH, which G3 then
+    confirms."""
+    for kernel, module in (("lookup", MK), ("lookup_many", MK), ("update", MK), ("array read", AK),
+                           ("array write", AK)):
+        loads = [line for kind, line in _sequence(ir[kernel], module, "current") if kind == "load"]
+        assert loads, f"no G1 in {kernel}"
+        for j in range(len(loads)):  # each G1: EPOCH, BUF (, NEXT)
+            if "H_BUF" in loads[j]:
+                assert j > 0 and "H_EPOCH" in loads[j - 1], f"{kernel}: BUF loaded before EPOCH in G1: {loads}"
+    stores = [line for kind, line in _sequence(ir["publish"], LC, "publish") if kind == "store"]
+    at = {name: [j for j, line in enumerate(stores) if name in line] for name in ("H_BUF", "H_EPOCH")}
+    assert at["H_BUF"] and at["H_EPOCH"] and max(at["H_BUF"]) < min(at["H_EPOCH"]), (
+        f"J6 must store BUF before EPOCH: {stores}")

@@ -788,3 +788,61 @@ def test_racing_first_inserts_of_a_key_never_leave_it_twice():
     control = _first_insert_run(_WideUnguardedMap, 64, rounds)
     print(f"\n[negative control] no insert counters: a key twice after {np.count_nonzero(control)} of {rounds} rounds")
     assert np.count_nonzero(control) > 0, "the control never duplicated a key: the test cannot see the race"
+
+
+# ----------------------------------------------------------------- J5: placing into NEXT claims the slot
+
+
+@numba.njit(nogil=True, cache=True)
+def _place_keys(h, keys, go):
+    """Place entries (key, key) into the current buffer as a mover places them into NEXT
+    (``place``), after ``go[0]`` says all threads are ready."""
+    step = 0
+    while atomic_load(go, 0, "acquire") == 0:
+        step = backoff(step)
+    words = K.buf_view(atomic_load(h, L.H_BUF, "acquire"))
+    for k in keys:
+        K.place(words, (k,), (k,), 1, 4, True)
+    return keys.shape[0]
+
+
+@numba.njit(nogil=True, cache=True)
+def _arrive(ctl):
+    atomic_fetch_add(ctl, 1, 1, "acq_rel")
+
+
+def test_concurrent_placements_into_one_chain_lose_nothing():
+    """J5: a mover places an entry into the first EMPTY slot of its chain in NEXT *under
+    that slot's lock*: other movers (of neighbouring chunks, whose chains can run into
+    each other's) and writers of NEXT claim EMPTY slots there at the same time. Without
+    the lock, two placements that found the same EMPTY slot both write it, and one entry
+    is gone.
+
+    ``place`` run directly, as the movers run it: 8 threads place 48 entries each, all
+    with one home, into an idle 4096-slot table, so that every placement races the others
+    for the slot at the end of one chain; every entry must be there once."""
+    nthreads, per = 8, 48
+    for r in range(scaled(5, 2)):
+        m = SeqMap(np.uint64, np.uint64, capacity=3000)
+        assert m.slots == 4096
+        keys = _same_home(nthreads * per, 1000 + r, 4095, 1 + 100_000 * r).astype(np.uint64)
+        go = np.zeros(1, np.int64)
+        if r == 0:
+            _place_keys(SeqMap(np.uint64, np.uint64)._h, keys[:1], np.ones(1, np.int64))
+        ctl = np.zeros(2, np.int64)
+
+        def placer(t):
+            _arrive(ctl)
+            return _place_keys(m._h, keys[t::nthreads], go)
+
+        def starter():
+            while ctl[1] < nthreads:
+                threading.Event().wait(0.001)
+            go[0] = 1
+
+        run_threads([starter] + [lambda t=t: placer(t) for t in range(nthreads)], timeout=60)
+        ks, vs = m.items()
+        raw = m._snapshot(dedupe=False)[0][:, 0]
+        assert len(raw) == len(keys) and sorted(raw.tolist()) == sorted(keys.tolist()), (
+            f"round {r}: {len(keys)} placements left {len(raw)} entries, {len(set(keys.tolist()) - set(raw.tolist()))} lost")
+        assert (vs == ks).all() and len(m) == len(keys)
