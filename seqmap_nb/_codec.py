@@ -23,6 +23,7 @@ with the range checks a user's value needs (OverflowError, never a wrap), and
 rule for the size of a table slot. This module is the only definition of all of them.
 """
 import operator
+import sys
 
 import numba
 import numpy as np
@@ -121,7 +122,7 @@ def _exact_ints(xs, base):
 class Codec:
     """Validation and conversion of items of one dtype to and from canonical words."""
 
-    __slots__ = ("dtype", "nwords", "kind", "is_key", "lo", "hi", "mask", "scalar", "pad")
+    __slots__ = ("dtype", "nwords", "kind", "is_key", "lo", "hi", "mask", "scalar", "pad", "direct")
 
     def __init__(self, dt, *, is_key, what):
         self.dtype = validate_dtype(dt, what)
@@ -135,6 +136,10 @@ class Codec:
             self.lo, self.hi = int(info.min), int(info.max)
         self.mask = (1 << (8 * self.dtype.itemsize)) - 1 if self.dtype.itemsize <= 8 else None
         self.pad = _padding(self.dtype) if self.kind in "fc" else ()
+        #: an array of the dtype is its own words (no widening, no padding to clear): a
+        #: caller's array can be handed to a kernel as uint64 words
+        self.direct = (self.dtype.itemsize == self.nwords * 8 and not self.pad
+                       and sys.byteorder == "little" and self.dtype.hasobject is False)
 
     # ---------------------------------------------------------------- one item
     def check_int(self, x):

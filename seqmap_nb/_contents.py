@@ -54,6 +54,39 @@ def _rebuild(cls, args, kwargs, state):
     return obj
 
 
+def check_out(a, name, dtype, shape):
+    """An output array given to a batch call (``out=``, ``found=``): a numpy array of the
+    right dtype and shape, writeable. A clear error, before anything is written."""
+    import numpy as np
+
+    if not isinstance(a, np.ndarray):
+        raise TypeError(f"{name}= must be a numpy array, got {type(a).__name__}")
+    if a.dtype != dtype:
+        raise TypeError(f"{name}= must have dtype {dtype}, got {a.dtype}")
+    if a.shape != shape:
+        raise ValueError(f"{name}= must have shape {shape}, got {a.shape}")
+    if not a.flags.writeable:
+        raise ValueError(f"{name}= is read-only")
+
+
+def deliver(vals, fnd, out, found):
+    """The result of a batch lookup computed into new arrays, copied into the caller's
+    `out` / `found` where given (both checked first); returns the arrays to hand back."""
+    import numpy as np
+
+    if out is not None:
+        check_out(out, "out", vals.dtype, vals.shape)
+    if found is not None:
+        check_out(found, "found", np.dtype(np.bool_), fnd.shape)
+    if out is not None:
+        out[...] = vals
+        vals = out
+    if found is not None:
+        found[...] = fnd
+        fnd = found
+    return vals, fnd
+
+
 class MapBase(CopyByContents):
     """The map surface that is the same for every map (see the module docstring)."""
 
@@ -97,6 +130,14 @@ class MapBase(CopyByContents):
         if ds.ndim != 1 or ds.shape[0] != ks.shape[0]:
             raise ValueError(f"add_many: expected {ks.shape[0]} deltas in a 1-d array, got shape {ds.shape}")
         return ks, ds
+
+    # ---------------------------------------------------------------- batch lookups
+    def get_many(self, keys, out=None, found=None):
+        """``(values, found)`` for an array of keys (absent keys: zero values). `out` and
+        `found`, when given, are filled and returned instead of new arrays (numpy's
+        convention; checked before anything is written into them)."""
+        vals, fnd = self._get_many(keys)
+        return deliver(vals, fnd, out, found)
 
     # ---------------------------------------------------------------- whole-map views
     def keys(self):

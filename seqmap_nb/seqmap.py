@@ -47,7 +47,7 @@ from numba.extending import overload, overload_attribute, overload_method
 from . import _lifecycle as L
 from . import _map_kernels as K
 from ._codec import Codec, check_max_load, item_spec, item_value, key_words, slot_words, value_words
-from ._contents import MapBase
+from ._contents import MapBase, check_out
 from ._nbext import AddrType, Announced, EntryPoints as _EntryPoints, at_addr, fast_types as _fast_types, register
 from ._npscalar import as_numpy_scalar
 from ._unsafe import load_words, store_words, zero_words
@@ -426,14 +426,48 @@ class SeqMap(MapBase):
             raise ValueError(f"{what}: {va.shape[0]} items for {n} keys (lengths must match)")
         return np.ascontiguousarray(self._vc.array_words(va)).reshape(-1)
 
-    def get_many(self, keys):
+    def get_many(self, keys, out=None, found=None):
         """``(values, found)`` for an array of keys, in one nogil kernel. Values of absent
-        keys are zero (all bytes 0)."""
-        _, kw, n = self._batch_keys(keys)
-        out = np.empty(n * self._VW, np.uint64)
-        found = np.empty(n, np.bool_)
-        self._k.get_many(self._h, kw, out, found)
-        return self._vc.words_array(out.reshape(n, self._VW)), found
+        keys are zero (all bytes 0).
+
+        `out` and `found` are optional arrays to fill instead of new ones (numpy's
+        convention; both are returned): `out` of the value dtype (for a sub-array dtype,
+        its base dtype) and shape ``(len(keys),) + subshape``, `found` of bool and shape
+        ``(len(keys),)``; both writeable. Everything is checked before anything is
+        written. Where the value dtype is its own words (8-byte scalars, records whose size
+        is a multiple of 8 bytes without padding) and `out` is aligned and contiguous, the
+        kernel writes into `out` directly: a ``%timeit`` of it times lookups, not the
+        allocation and first touch of fresh output memory. `out` and `found` may overlap
+        `keys` (the keys are then copied first)."""
+        ka, kw, n = self._batch_keys(keys)
+        vc = self._vc
+        vdt = vc.dtype.base if vc.dtype.subdtype is not None else vc.dtype
+        vshape = (n,) + vc.dtype.shape
+        if out is not None:
+            check_out(out, "out", vdt, vshape)
+        if found is not None:
+            check_out(found, "found", np.dtype(np.bool_), (n,))
+        for a in (out, found):
+            if a is not None and (np.may_share_memory(a, kw) or np.may_share_memory(a, ka)):
+                kw = kw.copy()  # the kernel reads each key more than once
+                break
+        words = None
+        if out is not None and vc.direct and out.flags.c_contiguous and out.ctypes.data % 8 == 0:
+            words = out.reshape(-1).view(np.uint8).view(np.uint64)
+        w = words if words is not None else np.empty(n * self._VW, np.uint64)
+        f = found if found is not None and found.flags.c_contiguous else np.empty(n, np.bool_)
+        self._k.get_many(self._h, kw, w, f)
+        if found is None:
+            found = f
+        elif f is not found:
+            found[...] = f
+        if words is None:
+            vals = vc.words_array(w.reshape(n, self._VW))
+            if out is None:
+                out = vals
+            else:
+                out[...] = vals
+        return out, found
 
     def insert_many(self, keys, values):
         """Insert or overwrite every pair, in order, in one nogil kernel. Both arrays are

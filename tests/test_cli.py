@@ -123,7 +123,8 @@ def test_micro_takes_its_options_and_exits_0(tmp_path):
     r = json.loads((tmp_path / "m.json").read_text())
     assert r["n"] == 4096 and r["reps"] == 1
     want = {"get_many_ratio", "insert_many_ratio", "vs_typed_dict", "vs_python_dict", "njit_get_vs_plain",
-            "plain_vs_typed_dict", "scalar_vs_kernel", "scalar_vs_entry", "scalar_vs_public_njit", "scalar_vs_noop"}
+            "plain_vs_typed_dict", "scalar_vs_kernel", "scalar_vs_entry", "scalar_vs_public_njit", "scalar_vs_noop",
+            "get_many_vs_floor", "get_many_vs_floor_small"}
     assert set(r["ratios"]) == want and all(0 < v < float("inf") for v in r["ratios"].values())
     assert "| path | SeqMap | SeqArray | dict | typed.Dict | ndarray |" in p.stdout
     for row in ("py get", "py set", "batch get", "batch set", "njit get", "njit set", "call"):

@@ -181,7 +181,7 @@ class WordMap(MapBase):
         self._K = _KERNELS[self._kind]
         kt = numba.from_dtype(self.key_dtype) if self._kc.scalar else None
         vt = numba.from_dtype(self.value_dtype) if self._vc.scalar else None
-        self._nbtype = WordMapType(self._kind, kt, vt)
+        self._numba_type_ = WordMapType(self._kind, kt, vt)
         self._stats0 = dict(read_retries=0, write_waits=0, resizes=0)
 
     def _bind(self, hdr):
@@ -309,7 +309,7 @@ class WordMap(MapBase):
         return int(self._K.length(self._hdr))
 
     # -------------------------------------------------------------- batch operations
-    def get_many(self, keys):
+    def _get_many(self, keys):
         """``(values, found)`` for an array of keys, in one nogil kernel (absent: zero)."""
         a, kf = self._key_rows(keys)
         n = a.shape[0]
@@ -388,6 +388,7 @@ class WordMapType(AddrType):
         self.kind = kind
         self.key_ty = key_ty
         self.val_ty = val_ty
+        self._ctor_args = (kind, key_ty, val_ty)  # pickles as its constructor call (_nbext)
         super().__init__(f"WordMap[{kind}]({key_ty}, {val_ty})")
 
 

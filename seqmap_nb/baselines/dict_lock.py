@@ -115,7 +115,7 @@ class DictLockMap(DictSized, MapBase):
             del self._d[key]
 
     # ---------------------------------------------------------------- batch: Python loops
-    def get_many(self, keys):
+    def _get_many(self, keys):
         ks = self._kc.to_array(keys, "keys")
         out = np.zeros(ks.shape[0], self.value_dtype)
         found = np.zeros(ks.shape[0], np.bool_)

@@ -63,7 +63,7 @@ class NullMap(MapBase):
         self.max_load = float(max_load)
         self._word = np.zeros(1, np.uint64)  # always 0: see the module docstring
         self._hdr_addr = int(self._word.ctypes.data)  # what njit code unboxes (the one word)
-        self._nbtype = NullMapType(numba.from_dtype(kd), numba.from_dtype(vd))
+        self._numba_type_ = NullMapType(numba.from_dtype(kd), numba.from_dtype(vd))
 
     # ---------------------------------------------------------------- scalar
     def get(self, k, default=None):
@@ -91,7 +91,7 @@ class NullMap(MapBase):
             raise ValueError(f"keys: expected a 1-d array, got shape {ks.shape}")
         return ks
 
-    def get_many(self, keys):
+    def _get_many(self, keys):
         n = self._keys(keys).shape[0]
         return np.zeros(n, self.value_dtype), np.zeros(n, np.bool_)
 
@@ -142,6 +142,7 @@ class NullMapType(AddrType):
     def __init__(self, key_ty, val_ty):
         self.key_ty = key_ty
         self.val_ty = val_ty
+        self._ctor_args = (key_ty, val_ty)  # pickles as its constructor call (_nbext)
         super().__init__(f"NullMap({key_ty}, {val_ty})")
 
 

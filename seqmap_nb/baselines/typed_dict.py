@@ -63,7 +63,7 @@ class TypedDictMap(DictSized, MapBase):
         self._vt = numba.from_dtype(self.value_dtype)
         self._initial = int(capacity)
         self._d = Dict.empty(self._kt, self._vt, n_keys=int(capacity))
-        self._nbtype = TypedDictMapType(self._kt, self._vt)
+        self._numba_type_ = TypedDictMapType(self._kt, self._vt)
         self._vkind, self._vbits = T.value_kind(self.value_dtype)
 
     def _ctor_args(self):
@@ -116,7 +116,7 @@ class TypedDictMap(DictSized, MapBase):
         del self._d[self._key(k)]
 
     # ---------------------------------------------------------------- batch (one njit kernel each)
-    def get_many(self, keys):
+    def _get_many(self, keys):
         ks = self._kc.to_array(keys, "keys")
         out = np.zeros(ks.shape[0], self.value_dtype)
         found = np.zeros(ks.shape[0], np.bool_)
@@ -248,7 +248,7 @@ make_attribute_wrapper(TypedDictMapType, "d", "d")
 
 @typeof_impl.register(TypedDictMap)
 def _typeof_td(val, c):
-    return val._nbtype
+    return val._numba_type_
 
 
 @unbox(TypedDictMapType)
