@@ -40,7 +40,10 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--rounds", type=int, default=7)
     ap.add_argument("--out", default=os.path.dirname(os.path.abspath(__file__)))
+    ap.add_argument("--summary-only", action="store_true", help="summarise --out's rounds.csv again, run nothing")
     a = ap.parse_args(argv)
+    if a.summary_only:
+        return summarise(pd.read_csv(os.path.join(a.out, "rounds.csv")), a.out)
     rows = []
     for r in range(a.rounds):
         for wl, t, maps, opts in FIGS:
@@ -53,26 +56,30 @@ def main(argv=None):
     df = pd.DataFrame(rows)
     os.makedirs(a.out, exist_ok=True)
     df.to_csv(os.path.join(a.out, "rounds.csv"), index=False)
+    summarise(df, a.out)
+
+
+def summarise(df, out):
     lines = [f"commit {df['git_commit'].iloc[0]}, {df['machine'].iloc[0]}, numba {df['numba'].iloc[0]}, "
-             f"{df['utc_time'].min()} .. {df['utc_time'].max()}, {a.rounds} rounds"]
+             f"{df['utc_time'].min()} .. {df['utc_time'].max()}, {df['round'].nunique()} rounds"]
     for wl, t, maps, opts in FIGS:
         sel = df[(df.workload == wl) & (df.threads == t)]
-        mops = {m: sel[sel.map == m].sort_values("round")["mops"].tolist() for m in maps}
-        stall = {m: sel[sel.map == m]["max_stall_ns"].max() / 1e6 for m in maps}
+        mops = {m: sel[sel["map"] == m].sort_values("round")["mops"].tolist() for m in maps}
+        stall = {m: sel[sel["map"] == m]["max_stall_ns"].max() / 1e6 for m in maps}
         lines.append(f"{wl} T={t}: " + ", ".join(
             f"{m} {statistics.median(v):.2f} Mop/s (max stall {stall[m]:.1f} ms)" for m, v in mops.items()))
         for m in maps[1:]:
             rs = [x / y for x, y in zip(mops["seqmap"], mops[m])]
             lines.append(f"  seqmap / {m}: median {statistics.median(rs):.2f}; rounds "
                          + " ".join(f"{x:.2f}" for x in rs))
-    g1 = df[(df.workload == "grow") & (df.threads == 1) & (df.map == "seqmap")].sort_values("round")["mops"].tolist()
-    g2 = df[(df.workload == "grow") & (df.threads == 2) & (df.map == "seqmap")].sort_values("round")["mops"].tolist()
+    g1 = df[(df.workload == "grow") & (df.threads == 1) & (df["map"] == "seqmap")].sort_values("round")["mops"].tolist()
+    g2 = df[(df.workload == "grow") & (df.threads == 2) & (df["map"] == "seqmap")].sort_values("round")["mops"].tolist()
     rs = [y / x for x, y in zip(g1, g2)]
     lines.append(f"grow seqmap 2 threads / 1 thread: median {statistics.median(rs):.2f}; rounds "
                  + " ".join(f"{x:.2f}" for x in rs))
     text = "\n".join(lines)
     print(text)
-    with open(os.path.join(a.out, "summary.txt"), "w") as f:
+    with open(os.path.join(out, "summary.txt"), "w") as f:
         f.write(text + "\n")
 
 
