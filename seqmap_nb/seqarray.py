@@ -79,40 +79,13 @@ def _k_setn(hdr, i, src):
         raise IndexError("SeqArray.set: index out of range", i)
 
 
-@numba.njit(**JIT)
-def _k_init(hdr, cap, classcap, log2):
-    return A.init_array(hdr, cap, classcap, log2)
-
-
-@numba.njit(**JIT)
-def _k_capacity(hdr):
-    return A.capacity(hdr)
-
-
-@numba.njit(**JIT)
-def _k_resize(hdr, cap, classcap, log2):
-    return A.resize(hdr, cap, classcap, log2)
-
-
-@numba.njit(**JIT)
-def _k_snapshot(hdr):
-    return A.snapshot(hdr)
-
-
-@numba.njit(**JIT)
-def _k_fill(hdr, words, init):
-    A.fill(hdr, words, init)
-
-
-@numba.njit(**JIT)
-def _k_free(hdr):
-    A.free_all(hdr)
-
-
 # their first calls say so when they compile for more than a second (see _nbext)
+# (the whole-array kernels of _array_kernels are called as they are, no wrapper between)
 _k_getn, _k_setn, _k_init, _k_capacity, _k_resize, _k_snapshot, _k_fill = (
-    Announced(f, f"the SeqArray {f.__name__[3:]} kernel")
-    for f in (_k_getn, _k_setn, _k_init, _k_capacity, _k_resize, _k_snapshot, _k_fill))
+    Announced(f, f"the SeqArray {name} kernel")
+    for f, name in ((_k_getn, "getn"), (_k_setn, "setn"), (A.init_array, "init"), (A.capacity, "capacity"),
+                    (A.resize, "resize"), (A.snapshot, "snapshot"), (A.fill, "fill")))
+_k_free = A.free_all
 
 
 # =================================================================== Python side

@@ -811,6 +811,16 @@ def _ov_raise_status(st):
     return impl
 
 
+@numba.njit(inline="always", **JIT)
+def _write(h, key, val, op, KW, VW, SW, SYNC, VT):
+    """The write of insert, remove and add in njit code: one ``update``, its waits counted,
+    a failure raised. Returns (the key was present, its previous value words)."""
+    st, o, w = K.update(h, key, val, op, KW, VW, SW, SYNC, VT)
+    K.add_stat(h, K.ST_WAIT, w, SYNC)
+    _raise_status(st)
+    return st == K.ST_FOUND, o
+
+
 @overload_method(SeqMapType, "insert")
 def _ov_insert(m, k, v):
     KS, VS, KW, VW, SW, SYNC = _layout(m)
@@ -821,10 +831,8 @@ def _ov_insert(m, k, v):
         h = m._header
         key = key_words(k, KS)
         val = value_words(v, VS)  # both validated before anything is written
-        st, o, w = K.update(h, key, val, OP_INSERT, KW, VW, SW, SYNC, NOVT)
-        K.add_stat(h, K.ST_WAIT, w, SYNC)
-        _raise_status(st)
-        if st == K.ST_FOUND:
+        found, o = _write(h, key, val, OP_INSERT, KW, VW, SW, SYNC, NOVT)
+        if found:
             return item_value(o, VS)
         return None
 
@@ -839,10 +847,8 @@ def _ov_remove(m, k):
 
     def impl(m, k):
         h = m._header
-        st, o, w = K.update(h, key_words(k, KS), zero_words(VW), OP_REMOVE, KW, VW, SW, SYNC, NOVT)
-        K.add_stat(h, K.ST_WAIT, w, SYNC)
-        _raise_status(st)
-        if st == K.ST_FOUND:
+        found, o = _write(h, key_words(k, KS), zero_words(VW), OP_REMOVE, KW, VW, SW, SYNC, NOVT)
+        if found:
             return item_value(o, VS)
         return None
 
@@ -861,10 +867,8 @@ def _ov_add(m, k, d):
         h = m._header
         key = key_words(k, KS)
         dw = value_words(d, VS)
-        st, o, w = K.update(h, key, dw, OP_ADD, KW, VW, SW, SYNC, VT)
-        K.add_stat(h, K.ST_WAIT, w, SYNC)
-        _raise_status(st)
-        if st == K.ST_FOUND:
+        found, o = _write(h, key, dw, OP_ADD, KW, VW, SW, SYNC, VT)
+        if found:
             ok, nv = K.add_words(o, dw, VT)
             return item_value(nv, VS)
         return item_value(dw, VS)
