@@ -449,8 +449,10 @@ def _bump(a, n, atomic, gate, threads):
     for _ in range(n):
         if atomic:
             atomic_fetch_add(a, 0, 1, "relaxed")
-        else:
-            atomic_store(a, 0, atomic_load(a, 0, "relaxed") + 1, "relaxed")
+        else:  # a window between load and store: a thread preempted in it loses the
+            v = atomic_load(a, 0, "relaxed")  # other's increments even when both share a core
+            cpu_relax()
+            atomic_store(a, 0, v + 1, "relaxed")
 
 
 def _run_bump(threads, n, atomic):
@@ -500,8 +502,11 @@ def _locked_increments(lk, counter, n, use_lock, gate, threads):
             step = 0
             while atomic_cas(lk, 0, 0, 1, "acquire") != 0:
                 step = backoff(step)
-        counter[0] += 1  # plain load + store
-        compiler_barrier()  # keep one load/store per iteration in the unlocked control
+        v = counter[0]  # plain load ...
+        if not use_lock:  # ... a window, and a separate plain store (not one ``add [mem], 1``,
+            cpu_relax()  # which no preemption splits): the unlocked control loses updates
+        counter[0] = v + 1  # on one core too (the suite runs beside another test process)
+        compiler_barrier()
         if use_lock:
             atomic_store(lk, 0, 0, "release")
 

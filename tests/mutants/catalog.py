@@ -40,6 +40,8 @@ MUTANTS = [
                   "check fails and it restores the word without writing data: the words "
                   "cannot change under the copy (the re-check is a second line of defence)"),
     _m("M5", "L4: the unlock store relaxed instead of release (_seqlock.unlock)", [IR]),
+    _m("M6", "SeqArray reader accepts a multi-word cell without S3-S4 (_read_at)",
+       [AS + "test_seqlock_reads_are_never_torn"]),
     _m("M7", "njit add as get, then insert (not one locked read-modify-write)",
        [T + "test_adds_on_hot_keys_are_exact_while_jobs_move_the_table"]),
     # -------------------------------------------------- the write path and the resize

@@ -44,7 +44,7 @@ def _package_clean():
 
 def _run_tests(tests, timeout):
     """One pytest process over `tests`: (outcome, seconds, last lines of its output)."""
-    cmd = [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", *tests]
+    cmd = [sys.executable, "-m", "pytest", "-q", "-x", "-n", "0", "-p", "no:cacheprovider", *tests]  # one process
     t0 = time.monotonic()
     try:
         p = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
