@@ -19,6 +19,62 @@ def _drop_stale_test_caches():
 
 _drop_stale_test_caches()
 
+#: Test files whose races must really run in parallel: their negative controls (an
+#: unsynchronised read that must tear, inserts without the counters that must duplicate a
+#: key, ...) show the race only when two threads run at once. The suite runs in two worker
+#: processes (pytest-xdist); a test of these files runs alone: it waits until the other
+#: worker's current test has finished, and the other worker waits for it. Without this,
+#: the duplicate-key control found no duplicate in 100 rounds beside a compiling worker.
+EXCLUSIVE_FILES = {
+    "test_seqmap_concurrency.py", "test_seqlock_stress.py", "test_njit_torn.py", "test_seqmap_targeted.py",
+    "test_baselines_concurrency.py", "test_seqmap_resize_stress.py", "test_seqarray_stress.py",
+    "test_seqarray_resize.py", "test_rwlock.py", "test_unsafe.py",
+}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if item.path.name in EXCLUSIVE_FILES:
+            item.add_marker(pytest.mark.exclusive)
+
+
+def _lock_files():
+    """Two lock files shared by the workers of one run (xdist gives them one run id):
+    a turnstile, so that a waiting exclusive test is not starved by the other worker's
+    stream of shared holders, and the room itself."""
+    import tempfile
+
+    uid = os.environ.get("PYTEST_XDIST_TESTRUNUID", "")
+    base = os.path.join(tempfile.gettempdir(), f"seqmap_nb-tests-{uid}")
+    return base + ".turnstile", base + ".room"
+
+
+@pytest.fixture(autouse=True)
+def _cpu_room(request):
+    """Shared hold of the run's "room" for every test, exclusive for the tests of
+    :data:`EXCLUSIVE_FILES` (only when the suite runs in worker processes)."""
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        yield
+        return
+    import fcntl
+
+    turnstile, room = _lock_files()
+    exclusive = request.node.get_closest_marker("exclusive") is not None
+    with open(turnstile, "a") as t, open(room, "a") as r:
+        fcntl.flock(t, fcntl.LOCK_EX)  # one at a time through the turnstile
+        try:
+            fcntl.flock(r, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+        finally:
+            if not exclusive:
+                fcntl.flock(t, fcntl.LOCK_UN)
+        try:
+            yield
+        finally:
+            fcntl.flock(r, fcntl.LOCK_UN)
+            if exclusive:
+                fcntl.flock(t, fcntl.LOCK_UN)
+
+
 #: one knob to scale stress sizes down on slow machines (as crossbeam's stress tests do)
 SCALE = float(os.environ.get("SEQMAP_NB_TEST_SCALE", "1"))
 
