@@ -98,13 +98,19 @@ def _phys_bytes():
         return 1 << 62
 
 
-def _check_capacity(n, what):
-    if isinstance(n, (bool, np.bool_)):
-        raise TypeError(f"{what}: capacity must be an integer, got {n!r}")
+def _as_int(x, what):
+    """`x` as a Python int (numpy integers included); a TypeError naming `what` for a bool
+    or anything that is not an integer."""
+    if isinstance(x, (bool, np.bool_)):
+        raise TypeError(f"{what} must be an integer, got {x!r}")
     try:
-        n = operator.index(n)
+        return operator.index(x)
     except TypeError:
-        raise TypeError(f"{what}: capacity must be an integer, got {type(n).__name__} {n!r}") from None
+        raise TypeError(f"{what} must be an integer, got {type(x).__name__} {x!r}") from None
+
+
+def _check_capacity(n, what):
+    n = _as_int(n, f"{what}: capacity")
     if n <= 0:
         raise ValueError(f"{what}: capacity must be positive, got {n}")
     if n > MAX_CAPACITY:
@@ -184,14 +190,9 @@ class SeqArray(CopyByContents):
     # ------------------------------------------------------------ scalar operations
     def _index(self, i):
         if type(i) is not int:
-            if isinstance(i, (bool, np.bool_)):
-                raise TypeError(f"SeqArray index must be an integer, got {i!r}")
-            try:
-                i = operator.index(i)
-            except TypeError:
-                raise TypeError(f"SeqArray index must be an integer, got {type(i).__name__} {i!r}") from None
+            i = _as_int(i, "SeqArray index")
         if i < 0 or i >= MAX_CAPACITY:
-            raise IndexError(f"SeqArray index {i} out of range (capacity {self.capacity})")
+            raise self._out_of_range(i)
         return i
 
     def get(self, i, default=_MISSING):
@@ -205,11 +206,9 @@ class SeqArray(CopyByContents):
             try:
                 return ep(self._hdr_addr, i)
             except UninitializedError:
-                if default is _MISSING:
-                    raise UninitializedError(f"SeqArray cell {i} was never set") from None
-                return default
+                return self._never_set(i, default)
             except IndexError:
-                raise IndexError(f"SeqArray index {i} out of range (capacity {self.capacity})") from None
+                raise self._out_of_range(i) from None
             except _FAST_ERRORS:  # an index numba cannot pass as int64: the general path says why
                 pass
         return self._get_slow(i, default)
@@ -220,12 +219,20 @@ class SeqArray(CopyByContents):
         try:
             _k_getn(self._hdr, i, out)
         except UninitializedError:
-            if default is _MISSING:
-                raise UninitializedError(f"SeqArray cell {i} was never set") from None
-            return default
+            return self._never_set(i, default)
         except IndexError:
-            raise IndexError(f"SeqArray index {i} out of range (capacity {self.capacity})") from None
+            raise self._out_of_range(i) from None
         return self._codec.from_words(out)
+
+    @staticmethod
+    def _never_set(i, default):
+        """A read of cell `i`, which was never set: `default`, or UninitializedError."""
+        if default is _MISSING:
+            raise UninitializedError(f"SeqArray cell {i} was never set") from None
+        return default
+
+    def _out_of_range(self, i):
+        return IndexError(f"SeqArray index {i} out of range (capacity {self.capacity})")
 
     def set(self, i, v):
         """Store `v` in cell `i`.
@@ -240,7 +247,7 @@ class SeqArray(CopyByContents):
                 ep(self._hdr_addr, i, v)
                 return
             except IndexError:
-                raise IndexError(f"SeqArray index {i} out of range (capacity {self.capacity})") from None
+                raise self._out_of_range(i) from None
             except _FAST_ERRORS:  # a value the dtype cannot hold: the general path says why
                 pass
         i = self._index(i)
@@ -248,7 +255,7 @@ class SeqArray(CopyByContents):
         try:
             _k_setn(self._hdr, i, w)
         except IndexError:
-            raise IndexError(f"SeqArray index {i} out of range (capacity {self.capacity})") from None
+            raise self._out_of_range(i) from None
 
     # ------------------------------------------------------------ size
     @property
