@@ -13,6 +13,7 @@ C = "tests/test_seqmap_concurrency.py::"
 R = "tests/test_seqmap_resize_stress.py::"
 AR = "tests/test_seqarray_resize.py::"
 AS = "tests/test_seqlock_stress.py::"
+AST = "tests/test_seqarray_stress.py::"
 IR = "tests/test_kernel_orderings.py"
 
 
@@ -77,4 +78,28 @@ MUTANTS = [
     _m("M5n", "A2: no acquire fence before the chunk state load (SeqArray read_cell)", [IR]),
     _m("M5o", "reads in a move: no acquire fence before the chunk state loads (lookup_moving)", [IR]),
     _m("M5p", "J5: a chunk marked done relaxed (finish_chunk)", [IR]),
+    # -------------------------------------------------- catalogued after the merge: the killing
+    # tests named here are the ones meant for each step; run_mutants.py says whether they do
+    _m("N4a", "map mover: a chunk marked done before its slots move",
+       [T + "test_reads_during_moves_see_every_write_that_returned", R + "test_64_threads_insert_remove_add_across_cooperative_resizes"]),
+    _m("N4b", "map: a job published before every chunk is done",
+       [T + "test_reads_during_moves_see_every_write_that_returned", R + "test_64_threads_insert_remove_add_across_cooperative_resizes"]),
+    _m("N4c", "J6: EPOCH published before BUF", [IR]),
+    _m("N6", "SeqArray writer waits for BUF to change (ABA), not EPOCH",
+       [AR + "test_writers_waiting_on_a_moved_cell_finish_after_resizes_stop"]),
+    _m("N7", "SeqArray shrink: LEN not dropped by the cells a move drops",
+       [AR + "test_shrink_under_writers_drops_only_cells_past_the_end"]),
+    _m("N8", "map mover: takes an EMPTY slot of NEXT without locking it (J5 placement)",
+       [T + "test_concurrent_placements_into_one_chain_lose_nothing"]),
+    _m("N9", "map writer in a move phase writes NEXT without making its chain's chunks done",
+       [T + "test_fresh_keys_inserted_while_jobs_run_are_never_lost", R + "test_64_threads_insert_remove_add_across_cooperative_resizes"]),
+    _m("N10", "SeqArray writer in a move phase writes the new buffer before its cell moved",
+       [AST + "test_64_writers_read_their_own_last_write_across_resizes"]),
+    _m("N11", "SeqArray read in a move phase answers from the old buffer whatever its chunk",
+       [AST + "test_64_writers_read_their_own_last_write_across_resizes"]),
+    _m("N12", "SeqArray move copies a cell without waiting for the writer that holds it",
+       [AST + "test_a_resize_waits_for_a_writer_that_locked_before_the_flip"]),
+    _m("N13", "SeqArray writer: no EPOCH check after the lock (A3)",
+       [AST + "test_64_writers_read_their_own_last_write_across_resizes"]),
+    _m("N15", "G1 reads BUF before EPOCH", [IR]),
 ]
