@@ -145,9 +145,10 @@ def _njit_insert_loop(m, keys, vals):
 
 
 @numba.njit(nogil=True, cache=True)
-def _dict_set_loop(d, keys, vals):
+def _set_loop(x, keys, vals):
+    """``x[keys[i]] = vals[i]`` for every i: a typed.Dict, a SeqArray or a numpy array."""
     for i in range(keys.shape[0]):
-        d[keys[i]] = vals[i]
+        x[keys[i]] = vals[i]
 
 
 @numba.njit(nogil=True, cache=True)
@@ -156,12 +157,6 @@ def _array_get_sum(a, idx):
     for i in idx:
         s += a[i]
     return s
-
-
-@numba.njit(nogil=True, cache=True)
-def _array_set_loop(a, idx, vals):
-    for j in range(idx.shape[0]):
-        a[idx[j]] = vals[j]
 
 
 @numba.njit(nogil=True, cache=True)
@@ -425,12 +420,12 @@ def _paths(a, sm, keys, vals, lookup, hk, t_gm_s, t_seq, t_td):
     arr_idx = [int(i) for i in np.resize(idx, calls)]
     pyd = dict(zip(keys.tolist(), vals.tolist()))
     td = numba.typed.Dict.empty(numba.types.uint64, numba.types.uint64)
-    _dict_set_loop(td, keys[:8], vals[:8])
-    _dict_set_loop(td, keys, vals)
+    _set_loop(td, keys[:8], vals[:8])
+    _set_loop(td, keys, vals)
     _njit_insert_loop(sm, keys[:8], vals[:8])  # compile (present keys: values unchanged)
-    _array_set_loop(arr, idx, vals)  # every cell set (compiles, outside the clocks)
+    _set_loop(arr, idx, vals)  # every cell set (compiles, outside the clocks)
     _array_get_sum(arr, idx[:8])
-    _array_set_loop(npa, idx, vals)
+    _set_loop(npa, idx, vals)
     _array_get_sum(npa, idx[:8])
     for x in (sm, arr, npa, td):
         _noop(x, 1)
@@ -482,10 +477,10 @@ def _paths(a, sm, keys, vals, lookup, hk, t_gm_s, t_seq, t_td):
         "batch set ndarray": (lambda: npa.__setitem__(idx, vals), n),
         "njit set SeqMap": (lambda: _njit_insert_loop(sm, keys, vals), n),
         "njit get SeqArray": (lambda: _array_get_sum(arr, idx), n),
-        "njit set SeqArray": (lambda: _array_set_loop(arr, idx, vals), n),
-        "njit set typed.Dict": (lambda: _dict_set_loop(td, keys, vals), n),
+        "njit set SeqArray": (lambda: _set_loop(arr, idx, vals), n),
+        "njit set typed.Dict": (lambda: _set_loop(td, keys, vals), n),
         "njit get ndarray": (lambda: _array_get_sum(npa, idx), n),
-        "njit set ndarray": (lambda: _array_set_loop(npa, idx, vals), n),
+        "njit set ndarray": (lambda: _set_loop(npa, idx, vals), n),
         "call SeqMap": (user_call(sm), calls),
         "call SeqArray": (user_call(arr), calls),
         "call typed.Dict": (user_call(td), calls),
