@@ -49,17 +49,20 @@ def _lock_files():
     return base + ".turnstile", base + ".room"
 
 
-@pytest.fixture(autouse=True)
-def _cpu_room(request):
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item, nextitem):
     """Shared hold of the run's "room" for every test, exclusive for the tests of
-    :data:`EXCLUSIVE_FILES` (only when the suite runs in worker processes)."""
+    :data:`EXCLUSIVE_FILES` (only when the suite runs in worker processes). Held around
+    the whole protocol, setup included: a module's fixtures (kernels compiled for a whole
+    file) are set up inside the first test's setup, and they too must not run beside an
+    exclusive test."""
     if not os.environ.get("PYTEST_XDIST_WORKER"):
         yield
         return
     import fcntl
 
     turnstile, room = _lock_files()
-    exclusive = request.node.get_closest_marker("exclusive") is not None
+    exclusive = item.get_closest_marker("exclusive") is not None
     with open(turnstile, "a") as t, open(room, "a") as r:
         fcntl.flock(t, fcntl.LOCK_EX)  # one at a time through the turnstile
         try:
